@@ -1,0 +1,78 @@
+# dmvjnd build. `make` builds the library and the CLI, `make check` builds and
+# runs every test, `make asan` runs the tests under AddressSanitizer + UBSan.
+#
+# Layout: src/<area>/*.c -> libdmvjnd.{a,so}; cli/*.c -> dmvjnd;
+#         tests/test_<module>.c -> one test program per module.
+
+BUILD   ?= build
+CC      ?= cc
+PREFIX  ?= /usr/local
+# The machines this project runs on have AVX-512; override ARCH for others.
+ARCH    ?= -march=native
+OPT     ?= -O3
+SAN     ?=
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS  += -std=c11 $(OPT) $(ARCH) -g -fPIC -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter $(SAN)
+LDLIBS  += -ldnnl -lpng -lz -lm
+LDFLAGS += -fopenmp $(SAN)
+
+SRC     := $(sort $(wildcard src/*/*.c))
+OBJ     := $(SRC:%.c=$(BUILD)/%.o)
+CLI_SRC := $(sort $(wildcard cli/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC:= $(sort $(wildcard tests/test_*.c))
+TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HDRS    := $(wildcard include/dmvjnd/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h)
+
+.PHONY: all lib cli tests check asan install uninstall clean bench
+
+all: lib cli
+
+lib: $(BUILD)/libdmvjnd.a $(BUILD)/libdmvjnd.so
+cli: $(BUILD)/dmvjnd
+tests: $(TESTS)
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libdmvjnd.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libdmvjnd.so: $(OBJ)
+	$(CC) -shared -Wl,-soname,libdmvjnd.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/dmvjnd: $(CLI_OBJ) $(BUILD)/libdmvjnd.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdmvjnd.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libdmvjnd.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdmvjnd.a $(LDLIBS)
+
+# Runs every test program, then the PyTorch parity checks when torch exists.
+check: all $(TESTS)
+	@BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+bench: all
+	$(BUILD)/dmvjnd bench --model resnet20 --batch 128
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dmvjnd $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(BUILD)/libdmvjnd.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libdmvjnd.so $(DESTDIR)$(PREFIX)/lib/libdmvjnd.so.0
+	ln -sf libdmvjnd.so.0 $(DESTDIR)$(PREFIX)/lib/libdmvjnd.so
+	install -m 644 include/dmvjnd/*.h $(DESTDIR)$(PREFIX)/include/dmvjnd/
+	install -m 755 $(BUILD)/dmvjnd $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*DJ_VERSION_STRING "\(.*\)"/\1/p' include/dmvjnd/dmvjnd.h)|' \
+	    dmvjnd.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dmvjnd.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/dmvjnd $(DESTDIR)$(PREFIX)/lib/libdmvjnd.* \
+	       $(DESTDIR)$(PREFIX)/bin/dmvjnd $(DESTDIR)$(PREFIX)/lib/pkgconfig/dmvjnd.pc
+
+clean:
+	rm -rf build build-asan
