@@ -12,7 +12,7 @@ ARCH    ?= -march=native
 OPT     ?= -O3
 SAN     ?=
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
-CFLAGS  += -std=c11 $(OPT) $(ARCH) -g -fPIC -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter $(SAN)
+CFLAGS  += -std=c11 $(OPT) $(ARCH) -g -fPIC -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-math-errno $(SAN)
 LDLIBS  += -ldnnl -lpng -lz -lm
 LDFLAGS += -fopenmp $(SAN)
 
@@ -22,7 +22,7 @@ CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-HDRS    := $(wildcard include/dmvjnd/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h)
+HDRS    := $(wildcard include/dmvjnd/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h) $(wildcard tests/data/*.h)
 
 .PHONY: all lib cli tests check asan install uninstall clean bench
 

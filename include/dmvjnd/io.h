@@ -5,5 +5,6 @@
 #include "dmvjnd/safetensors.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/image.h"
+#include "dmvjnd/fileio.h"
 
 #endif
