@@ -1,0 +1,8 @@
+/* Subcommands of the dmvjnd command; each lives in cli/cmd_<name>.c and is
+ * a thin layer over the public C API. argv[0] is the subcommand name. */
+#ifndef DMVJND_CLI_COMMANDS_H
+#define DMVJND_CLI_COMMANDS_H
+
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,137 @@
+/* dj_bench_run: images/s of a training step and of inference, as the median
+ * of several timed runs after warm-up (the first steps build primitives and
+ * fill caches). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmvjnd/bench.h"
+#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/graph.h"
+#include "dmvjnd/models.h"
+#include "util/timer.h"
+
+dj_bench_config dj_bench_defaults(void) {
+    dj_bench_config c = {"resnet20", 128, 3, 5, 5, 1, 1};
+    return c;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench_state {
+    dj_graph *g;
+    dj_optim *opt;
+    dj_tensor x, dlogits;
+    int32_t *labels;
+    float *probs;
+    dj_rng rng;
+} bench_state;
+
+static int train_step(bench_state *s) {
+    const dj_tensor *logits;
+    float loss;
+    dj_graph_zero_grad(s->g);
+    int rc = dj_graph_forward(s->g, &s->x, 1, &s->rng, &logits);
+    if (!rc) rc = dj_softmax_ce_forward(logits, s->labels, s->probs, &loss);
+    if (!rc) rc = dj_softmax_ce_backward(s->probs, s->labels, 1.0f, &s->dlogits, 0);
+    if (!rc) rc = dj_graph_backward(s->g, &s->dlogits, NULL);
+    if (!rc) rc = dj_optim_step(s->opt, 0.01f);
+    return rc;
+}
+
+static int infer_step(bench_state *s) { return dj_graph_forward(s->g, &s->x, 0, NULL, NULL); }
+
+/* Times cfg->runs runs of cfg->steps calls of step(); fills img/s stats. */
+static int time_runs(const dj_bench_config *cfg, bench_state *s, int (*step)(bench_state *), double *med,
+                     double *lo, double *hi) {
+    double rates[64];
+    int runs = cfg->runs < 64 ? cfg->runs : 64;
+    for (int i = 0; i < cfg->warmup; i++) {
+        int rc = step(s);
+        if (rc) return rc;
+    }
+    for (int r = 0; r < runs; r++) {
+        double t0 = dj_now();
+        for (int i = 0; i < cfg->steps; i++) {
+            int rc = step(s);
+            if (rc) return rc;
+        }
+        rates[r] = (double)cfg->batch * cfg->steps / (dj_now() - t0);
+    }
+    *lo = *hi = rates[0];
+    for (int r = 1; r < runs; r++) {
+        if (rates[r] < *lo) *lo = rates[r];
+        if (rates[r] > *hi) *hi = rates[r];
+    }
+    *med = median(rates, runs);
+    return DJ_OK;
+}
+
+static int make_optim(dj_graph *g, dj_optim **opt) {
+    int np = dj_graph_num_params(g), k = 0;
+    dj_param_ref *refs = calloc((size_t)np, sizeof *refs);
+    if (!refs) return dj_error(DJ_ENOMEM, "bench: out of memory");
+    for (int i = 0; i < np; i++) {
+        const dj_param *p = dj_graph_param(g, i);
+        if (!p->trainable) continue;
+        refs[k].w = p->data;
+        refs[k].g = p->grad;
+        refs[k].n = p->count;
+        refs[k].decay = p->decay;
+        k++;
+    }
+    dj_optim_config oc = dj_optim_defaults(DJ_OPTIM_SGD);
+    oc.momentum = 0.9;
+    oc.weight_decay = 5e-4;
+    int rc = dj_optim_create(opt, &oc, refs, (size_t)k);
+    free(refs);
+    return rc;
+}
+
+int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
+    memset(res, 0, sizeof *res);
+    if (cfg->batch < 1 || cfg->runs < 1 || cfg->steps < 1 || cfg->warmup < 0)
+        return dj_error(DJ_EINVAL, "bench: batch, runs and steps must be >= 1");
+    bench_state s;
+    memset(&s, 0, sizeof s);
+    dj_rng_seed(&s.rng, 1);
+    int rc = dj_model_build(&s.g, cfg->model, 10, &s.rng);
+    if (rc) return rc;
+    int h, w, c;
+    dj_graph_node_shape(s.g, 0, &h, &w, &c);
+    s.labels = malloc((size_t)cfg->batch * sizeof(int32_t));
+    s.probs = malloc((size_t)cfg->batch * 10 * sizeof(float));
+    rc = !s.labels || !s.probs ? dj_error(DJ_ENOMEM, "bench: out of memory") : DJ_OK;
+    if (!rc) rc = dj_tensor_alloc(&s.x, cfg->batch, h, w, c);
+    if (!rc) rc = dj_tensor_alloc(&s.dlogits, cfg->batch, 1, 1, 10);
+    if (rc) goto done;
+    for (size_t i = 0; i < dj_tensor_numel(&s.x); i++) s.x.data[i] = dj_rng_normal(&s.rng);
+    for (int i = 0; i < cfg->batch; i++) s.labels[i] = (int32_t)dj_rng_below(&s.rng, 10);
+    res->params = (double)dj_graph_trainable_count(s.g);
+    res->mflop = dj_graph_flops(s.g) / 1e6;
+    res->threads = dj_get_num_threads();
+    if (cfg->train) {
+        if ((rc = make_optim(s.g, &s.opt))) goto done;
+        rc = time_runs(cfg, &s, train_step, &res->train_img_per_s, &res->train_min, &res->train_max);
+        if (rc) goto done;
+    }
+    if (cfg->infer) {
+        if ((rc = dj_graph_freeze(s.g))) goto done;
+        rc = time_runs(cfg, &s, infer_step, &res->infer_img_per_s, &res->infer_min, &res->infer_max);
+    }
+done:
+    dj_optim_destroy(s.opt);
+    dj_graph_destroy(s.g);
+    dj_tensor_free(&s.x);
+    dj_tensor_free(&s.dlogits);
+    free(s.labels);
+    free(s.probs);
+    return rc;
+}
