@@ -19,6 +19,7 @@ int cmd_bench(int argc, char **argv) {
         {"steps", OPT_INT, &cfg.steps, "steps per timed run (default 5)", 1, 100000},
         {"threads", OPT_INT, &threads, "threads (default: all cores)", 0, 1024},
         {"json", OPT_FLAG, &json, "print one JSON object", 0, 0},
+        {"profile", OPT_FLAG, &cfg.profile, "print time per layer kind of the training step", 0, 0},
     };
     int rc = cli_parse("bench", "Measures images/s of a training step and of inference on synthetic data.", argc,
                        argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
@@ -48,6 +49,7 @@ int cmd_bench(int argc, char **argv) {
         if (cfg.infer)
             printf("infer: %8.1f images/s (median of %d runs, range %.1f-%.1f)\n", r.infer_img_per_s, cfg.runs,
                    r.infer_min, r.infer_max);
+        if (cfg.profile && cfg.train) printf("\ntraining step by layer kind (includes warm-up):\n%s", r.profile_text);
     }
     return EXIT_OK;
 }

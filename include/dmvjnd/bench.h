@@ -17,6 +17,7 @@ typedef struct dj_bench_config {
     int runs;          /* timed runs; the median is reported */
     int steps;         /* steps per timed run */
     int train, infer;  /* which parts to run */
+    int profile;       /* fill profile_text with per-layer-kind times */
 } dj_bench_config;
 
 typedef struct dj_bench_result {
@@ -25,6 +26,7 @@ typedef struct dj_bench_result {
     double params;     /* trainable parameters */
     double mflop;      /* forward MFLOP per image */
     int threads;
+    char profile_text[2048];
 } dj_bench_result;
 
 dj_bench_config dj_bench_defaults(void);

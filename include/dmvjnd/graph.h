@@ -118,6 +118,12 @@ const dj_tensor *dj_graph_node_output(const dj_graph *g, int node);
 /* Id of the node whose output feeds node `node` (its first input). */
 int dj_graph_node_input(const dj_graph *g, int node);
 
+/* Profiling: when on, every forward and backward pass adds the time spent in
+ * each layer kind; the report gives milliseconds per pass and each kind's
+ * share, one line per kind, in buf. Turning it on resets the counters. */
+void dj_graph_set_profiling(dj_graph *g, int on);
+int dj_graph_profile_report(const dj_graph *g, char *buf, size_t size);
+
 /* Forward multiply-accumulates per image x 2 (FLOPs), for the docs. */
 double dj_graph_flops(const dj_graph *g);
 

@@ -25,10 +25,14 @@ const char *dj_strerror(int status) {
 const char *dj_last_error(void) { return last_error; }
 
 int dj_error(int status, const char *fmt, ...) {
+    /* Format into a scratch buffer first: callers often pass dj_last_error()
+     * itself as an argument, to prefix context to an inner message. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return status;
 }
 

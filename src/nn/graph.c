@@ -14,6 +14,7 @@
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
+#include "util/timer.h"
 
 enum node_kind { N_INPUT, N_CONV, N_BN, N_ACT, N_MAXPOOL, N_AVGPOOL, N_GAP, N_LINEAR, N_DROPOUT, N_ADD, N_CONCAT };
 
@@ -64,6 +65,9 @@ struct dj_graph {
     int batch;          /* batch of the last forward */
     int last_train;     /* mode of the last forward */
     unsigned char *written; /* per node: gradient buffer holds a value */
+    int profiling;
+    double prof[2][16]; /* seconds per node kind: [0] forward, [1] backward */
+    long prof_calls[2];
 };
 
 /* ------------------------------------------------------------- building */
@@ -600,10 +604,13 @@ int dj_graph_forward(dj_graph *g, const dj_tensor *x, int train, dj_rng *rng, co
     for (int i = 1; i < g->num_nodes; i++) {
         node *n = &g->nodes[i];
         if (n->skip) continue;
+        double t0 = g->profiling ? dj_now() : 0;
         rc = forward_node(g, n, train, rng);
+        if (g->profiling) g->prof[0][n->kind] += dj_now() - t0;
         if (rc) return dj_error(rc, "graph: node %d (%s): %s", i, kind_names[n->kind], dj_last_error());
     }
     g->last_train = train;
+    g->prof_calls[0]++;
     if (out) *out = &g->nodes[g->num_nodes - 1].y;
     return DJ_OK;
 }
@@ -715,9 +722,12 @@ int dj_graph_backward(dj_graph *g, const dj_tensor *dout, dj_tensor *dx) {
     for (int i = g->num_nodes - 1; i >= 1; i--) {
         node *n = &g->nodes[i];
         if (n->skip || !g->written[owner(g, i)]) continue; /* no gradient reaches it */
+        double t0 = g->profiling ? dj_now() : 0;
         int rc = backward_node(g, i, dx != NULL);
+        if (g->profiling) g->prof[1][n->kind] += dj_now() - t0;
         if (rc) return dj_error(rc, "graph: backward of node %d (%s): %s", i, kind_names[n->kind], dj_last_error());
     }
+    g->prof_calls[1]++;
     if (dx) {
         if (g->written[0])
             memcpy(dx->data, g->nodes[0].dy.data, dj_tensor_numel(dx) * sizeof(float));
@@ -803,5 +813,30 @@ int dj_graph_freeze(dj_graph *g) {
     dj_free(g->arena);
     g->arena = NULL;
     g->batch = 0;
+    return DJ_OK;
+}
+
+/* -------------------------------------------------------------- profile */
+
+void dj_graph_set_profiling(dj_graph *g, int on) {
+    g->profiling = on;
+    memset(g->prof, 0, sizeof g->prof);
+    memset(g->prof_calls, 0, sizeof g->prof_calls);
+}
+
+int dj_graph_profile_report(const dj_graph *g, char *buf, size_t size) {
+    size_t used = 0;
+    double total = 0;
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 16; k++) total += g->prof[p][k];
+    used += (size_t)snprintf(buf, size, "%-12s %12s %12s %7s\n", "layer kind", "forward ms", "backward ms", "share");
+    for (int k = 0; k <= N_CONCAT && used < size; k++) {
+        double f = g->prof[0][k], b = g->prof[1][k];
+        if (f == 0 && b == 0) continue;
+        double fc = g->prof_calls[0] ? 1e3 * f / g->prof_calls[0] : 0;
+        double bc = g->prof_calls[1] ? 1e3 * b / g->prof_calls[1] : 0;
+        used += (size_t)snprintf(buf + used, size - used, "%-12s %12.3f %12.3f %6.1f%%\n", kind_names[k], fc, bc,
+                                 total > 0 ? 100 * (f + b) / total : 0);
+    }
     return DJ_OK;
 }

@@ -11,7 +11,7 @@
 #include "util/timer.h"
 
 dj_bench_config dj_bench_defaults(void) {
-    dj_bench_config c = {"resnet20", 128, 3, 5, 5, 1, 1};
+    dj_bench_config c = {"resnet20", 128, 3, 5, 5, 1, 1, 0};
     return c;
 }
 
@@ -119,8 +119,10 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
     res->threads = dj_get_num_threads();
     if (cfg->train) {
         if ((rc = make_optim(s.g, &s.opt))) goto done;
+        dj_graph_set_profiling(s.g, cfg->profile);
         rc = time_runs(cfg, &s, train_step, &res->train_img_per_s, &res->train_min, &res->train_max);
         if (rc) goto done;
+        if (cfg->profile) dj_graph_profile_report(s.g, res->profile_text, sizeof res->profile_text);
     }
     if (cfg->infer) {
         if ((rc = dj_graph_freeze(s.g))) goto done;
