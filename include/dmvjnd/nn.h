@@ -42,8 +42,10 @@ void dj_accumulate(float *dst, const float *src, size_t n, int accum);
  * padding, no dilation, no groups. Output size:
  *   conv:       (in + 2*pad - k) / stride + 1
  *   transposed: (in - 1) * stride - 2*pad + k + out_pad   (PyTorch's rule)
- * The fused post-ops (sum, relu) are for frozen inference networks only:
- *   y = relu(conv(x) + b + y_old)   with post_sum and post_relu set. */
+ * The fused post-ops (sum, relu) serve frozen networks:
+ *   y = relu(conv(x) + b + y_old)   with post_sum and post_relu set.
+ * The backward passes are those of the convolution alone: a caller that
+ * fused a ReLU masks dy with (y > 0) itself first (src/nn/graph.c does). */
 typedef struct dj_conv_desc {
     int cin, cout;
     int k, stride, pad;
