@@ -50,6 +50,7 @@ int cmd_bench(int argc, char **argv) {
             printf("infer: %8.1f images/s (median of %d runs, range %.1f-%.1f)\n", r.infer_img_per_s, cfg.runs,
                    r.infer_min, r.infer_max);
         if (cfg.profile && cfg.train) printf("\ntraining step by layer kind (includes warm-up):\n%s", r.profile_text);
+        if (cfg.profile && cfg.infer) printf("\ninference by layer kind (includes warm-up):\n%s", r.infer_profile_text);
     }
     return EXIT_OK;
 }

@@ -1,6 +1,7 @@
 /* Element-wise add and channel concatenation: forward against naive loops,
  * concat backward slices (accum per input, NULL inputs), errors. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "dmvjnd/dmvjnd.h"
@@ -130,8 +131,43 @@ static void test_concat_errors(void) {
     CHECK_OK(dj_concat_backward(&dy, dxs, 2, acc));
 }
 
+/* Fused residual join: y = relu(a + b) and its backward against naive loops
+ * (values kept away from 0 so the mask is unambiguous). */
+static void test_add_relu(void) {
+    const int n = 3, h = 5, w = 7, c = 17;
+    size_t cnt = (size_t)n * h * w * c;
+    float *a = malloc(cnt * 4), *b = malloc(cnt * 4), *y = malloc(cnt * 4), *dy = malloc(cnt * 4);
+    float *da = malloc(cnt * 4), *db = malloc(cnt * 4);
+    gc_fill(a, cnt, -1, 1, 1);
+    gc_fill(b, cnt, -1, 1, 2);
+    gc_fill(dy, cnt, -1, 1, 3);
+    for (size_t i = 0; i < cnt; i++)
+        if (fabsf(a[i] + b[i]) < 1e-3f) a[i] += 0.01f;
+    dj_tensor ta = dj_tensor_view(a, n, h, w, c), tb = dj_tensor_view(b, n, h, w, c);
+    dj_tensor ty = dj_tensor_view(y, n, h, w, c), tdy = dj_tensor_view(dy, n, h, w, c);
+    dj_tensor tda = dj_tensor_view(da, n, h, w, c), tdb = dj_tensor_view(db, n, h, w, c);
+    CHECK_OK(dj_add_relu_forward(&ta, &tb, 1, &ty));
+    int bad = 0;
+    for (size_t i = 0; i < cnt; i++) bad += y[i] != (a[i] + b[i] > 0 ? a[i] + b[i] : 0);
+    CHECK(bad == 0);
+    for (size_t i = 0; i < cnt; i++) db[i] = 0.5f; /* accumulated into */
+    CHECK_OK(dj_add_relu_backward(&ty, &tdy, 1, &tda, 0, &tdb, 1));
+    bad = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        float g = a[i] + b[i] > 0 ? dy[i] : 0;
+        bad += da[i] != g || db[i] != 0.5f + g;
+    }
+    CHECK(bad == 0);
+    CHECK_OK(dj_add_relu_backward(&ty, &tdy, 0, &tda, 0, NULL, 0)); /* plain sum passes dy through */
+    CHECK(memcmp(da, dy, cnt * 4) == 0);
+    dj_tensor small = dj_tensor_view(db, n, h, w, c - 1);
+    CHECK_FAILS(dj_add_relu_backward(&ty, &tdy, 1, &tda, 0, &small, 0), DJ_EINVAL, "add:");
+    free(a), free(b), free(y), free(dy), free(da), free(db);
+}
+
 int main(void) {
     RUN(test_add);
+    RUN(test_add_relu);
     RUN(test_concat);
     RUN(test_concat_backward_null);
     RUN(test_concat_errors);

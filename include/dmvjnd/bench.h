@@ -26,7 +26,8 @@ typedef struct dj_bench_result {
     double params;     /* trainable parameters */
     double mflop;      /* forward MFLOP per image */
     int threads;
-    char profile_text[2048];
+    char profile_text[2048];       /* training step */
+    char infer_profile_text[2048]; /* inference */
 } dj_bench_result;
 
 dj_bench_config dj_bench_defaults(void);

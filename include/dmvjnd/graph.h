@@ -127,6 +127,15 @@ int dj_graph_profile_report(const dj_graph *g, char *buf, size_t size);
 /* Forward multiply-accumulates per image x 2 (FLOPs), for the docs. */
 double dj_graph_flops(const dj_graph *g);
 
+/* Kind of node `node` as a name: "input", "conv", "batchnorm", "activation",
+ * "maxpool", "avgpool", "gap", "linear", "dropout", "add", "concat"; NULL for
+ * an id out of range. (Class activation maps walk the graph back from the
+ * output with this: linear <- gap <- feature maps.) */
+const char *dj_graph_node_kind(const dj_graph *g, int node);
+/* A node's parameter: which = 0 its weight (conv, linear; BN gamma), 1 its
+ * bias (BN beta); NULL when the node has none. */
+const dj_param *dj_graph_node_param(const dj_graph *g, int node, int which);
+
 #ifdef __cplusplus
 }
 #endif

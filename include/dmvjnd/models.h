@@ -18,7 +18,24 @@ extern "C" {
  * activation maps exist. Input 32x32x3 (any size works), `classes` outputs. */
 int dj_model_resnet_cifar(dj_graph **out, int depth, int width, int classes, dj_rng *rng);
 
-/* Build a model by name ("resnet20", ...). Returns DJ_EINVAL listing the
+/* AlexNet-style CIFAR network with batch norm: conv 5x5 64, pool, conv 3x3
+ * 128, pool, conv 192, conv 128, pool, conv 128 (4x4), global average
+ * pooling, linear. Names as torchvision's VGG (features.<i>, classifier).
+ * See src/models/alexnet.c and docs/models.md. */
+int dj_model_alexnet_cifar(dj_graph **out, int classes, dj_rng *rng);
+
+/* VGG-11 with batch norm for CIFAR: widths 48-96-192-256, the last two max
+ * pools removed (4x4 last feature maps), global average pooling, linear.
+ * See src/models/vgg.c and docs/models.md. */
+int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng);
+
+/* DenseNet-BC for CIFAR (Huang et al.): depth = 6n + 4 (40, 52, 100, ...),
+ * growth rate k, bottleneck width 4k, compression 0.5, first conv 2k
+ * channels, BN-ReLU-conv order, final BN + ReLU (8x8), global average
+ * pooling, linear. Names as torchvision's DenseNet. */
+int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classes, dj_rng *rng);
+
+/* Build a model by name ("alexnet", "vgg11bn", "resnet20", "densenet40bc", ...). Returns DJ_EINVAL listing the
  * known names when `name` is unknown. */
 int dj_model_build(dj_graph **out, const char *name, int classes, dj_rng *rng);
 

@@ -153,6 +153,12 @@ int dj_dropout_backward(float p, const uint8_t *mask, const dj_tensor *dy, dj_te
 
 /* y = a + b (same shapes). Backward is dj_accumulate(da, dy) and (db, dy). */
 int dj_add_forward(const dj_tensor *a, const dj_tensor *b, dj_tensor *y);
+/* The residual join y = relu(a + b) (relu = 0: plain sum), in one pass. */
+int dj_add_relu_forward(const dj_tensor *a, const dj_tensor *b, int relu, dj_tensor *y);
+/* Its backward: g = dy * (y > 0) (or dy), da (+)= g, db (+)= g in one pass;
+ * da or db may be NULL. y is the forward output. */
+int dj_add_relu_backward(const dj_tensor *y, const dj_tensor *dy, int relu, dj_tensor *da, int accum_a, dj_tensor *db,
+                         int accum_b);
 /* Channel concatenation: y->c = sum of xs[i]->c; n, h, w equal. */
 int dj_concat_forward(const dj_tensor *const *xs, int count, dj_tensor *y);
 /* dxs[i] gets its slice of dy; accum[i] per input; dxs[i] may be NULL. */

@@ -576,11 +576,7 @@ static int forward_node(dj_graph *g, node *n, int train, dj_rng *rng) {
         }
         dj_accumulate(n->y.data, x->data, dj_tensor_numel(x), 0);
         return DJ_OK;
-    case N_ADD: {
-        int rc = dj_add_forward(x, &g->nodes[n->in[1]].y, &n->y);
-        if (!rc && n->relu) rc = dj_act_forward(DJ_ACT_RELU, 0, n->y.data, n->y.data, dj_tensor_numel(&n->y));
-        return rc;
-    }
+    case N_ADD: return dj_add_relu_forward(x, &g->nodes[n->in[1]].y, n->relu, &n->y);
     case N_CONCAT: {
         const dj_tensor *xs[64];
         if (n->nin > 64) return dj_error(DJ_EINVAL, "graph: concat of more than 64 inputs");
@@ -684,10 +680,11 @@ static int backward_node(dj_graph *g, int id, int want_dx) {
         dj_accumulate(dx[0]->data, n->dy.data, numel, acc[0]);
         return DJ_OK;
     case N_ADD:
-        if (n->relu) relu_mask(&n->dy, &n->y);
-        for (int i = 0; i < 2; i++)
-            if (dx[i]) dj_accumulate(dx[i]->data, n->dy.data, numel, acc[i]);
-        return DJ_OK;
+        if (dx[0] && dx[0] == dx[1]) { /* y = x + x */
+            int rc = dj_add_relu_backward(&n->y, &n->dy, n->relu, dx[0], acc[0], NULL, 0);
+            return rc ? rc : dj_add_relu_backward(&n->y, &n->dy, n->relu, dx[0], 1, NULL, 0);
+        }
+        return dj_add_relu_backward(&n->y, &n->dy, n->relu, dx[0], acc[0], dx[1], acc[1]);
     case N_CONCAT: {
         /* An input that needs no gradient still tells concat its width:
          * a view with data NULL (dj_concat_backward skips it). */
@@ -839,4 +836,17 @@ int dj_graph_profile_report(const dj_graph *g, char *buf, size_t size) {
                                  total > 0 ? 100 * (f + b) / total : 0);
     }
     return DJ_OK;
+}
+
+/* ------------------------------------------------ node kinds and params */
+
+const char *dj_graph_node_kind(const dj_graph *g, int id) {
+    if (!g || id < 0 || id >= g->num_nodes) return NULL;
+    return kind_names[g->nodes[id].kind];
+}
+
+const dj_param *dj_graph_node_param(const dj_graph *g, int id, int which) {
+    if (!g || id < 0 || id >= g->num_nodes || (which != 0 && which != 1)) return NULL;
+    int p = which ? g->nodes[id].p_b : g->nodes[id].p_w;
+    return p >= 0 ? &g->params[p].p : NULL;
 }

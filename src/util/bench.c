@@ -126,7 +126,9 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
     }
     if (cfg->infer) {
         if ((rc = dj_graph_freeze(s.g))) goto done;
+        dj_graph_set_profiling(s.g, cfg->profile);
         rc = time_runs(cfg, &s, infer_step, &res->infer_img_per_s, &res->infer_min, &res->infer_max);
+        if (!rc && cfg->profile) dj_graph_profile_report(s.g, res->infer_profile_text, sizeof res->infer_profile_text);
     }
 done:
     dj_optim_destroy(s.opt);
