@@ -24,7 +24,7 @@ TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HDRS    := $(wildcard include/dmvjnd/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h) $(wildcard tests/data/*.h)
 
-.PHONY: all lib cli tests check asan install uninstall clean bench
+.PHONY: all lib cli tests tools check asan install uninstall clean bench parity
 
 all: lib cli
 
@@ -50,9 +50,27 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libdmvjnd.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdmvjnd.a $(LDLIBS)
 
-# Runs every test program, then the PyTorch parity checks when torch exists.
+# Developer tools (tools/*.c), e.g. parity_dump for tools/torch/run_parity.sh.
+TOOL_SRC:= $(sort $(wildcard tools/*.c))
+TOOLS   := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
+tools: $(TOOLS)
+
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libdmvjnd.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdmvjnd.a $(LDLIBS)
+
+# C builders against their PyTorch twins (needs torch; see tools/torch/run_parity.sh).
+parity: $(BUILD)/tools/parity_dump
+	@BUILD=$(BUILD) sh tools/torch/run_parity.sh
+
+TORCH_TESTS := $(sort $(wildcard tests/torch/test_*.sh))
+PYTHON  ?= /usr/bin/python3
+
+# Runs every test program, and the PyTorch parity checks when torch exists.
 check: all $(TESTS)
-	@BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then t="$(TORCH_TESTS)"; \
+	 else echo "note: PyTorch not installed, parity checks skipped"; t=""; fi; \
+	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) $$t
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
