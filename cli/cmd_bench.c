@@ -38,7 +38,10 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"params\": %.0f, \"mflop_per_img\": %.2f",
                cfg.model, cfg.batch, r.threads, r.params, r.mflop);
         if (cfg.train) printf(", \"train_img_per_s\": %.1f", r.train_img_per_s);
-        if (cfg.infer) printf(", \"infer_img_per_s\": %.1f", r.infer_img_per_s);
+        if (cfg.infer)
+            printf(", \"infer_img_per_s\": %.1f, \"frozen_fwd_bwd_img_per_s\": %.1f, "
+                   "\"frozen_backward_over_forward\": %.3f",
+                   r.infer_img_per_s, r.frozen_img_per_s, r.backward_over_forward);
         printf("}\n");
     } else {
         printf("model %s: %.3f M parameters, %.1f MFLOP/image forward; batch %d, %d threads\n", cfg.model,
@@ -46,9 +49,12 @@ int cmd_bench(int argc, char **argv) {
         if (cfg.train)
             printf("train: %8.1f images/s (median of %d runs, range %.1f-%.1f)\n", r.train_img_per_s, cfg.runs,
                    r.train_min, r.train_max);
-        if (cfg.infer)
+        if (cfg.infer) {
             printf("infer: %8.1f images/s (median of %d runs, range %.1f-%.1f)\n", r.infer_img_per_s, cfg.runs,
                    r.infer_min, r.infer_max);
+            printf("frozen forward + backward to the input: %.1f images/s (backward costs %.2fx the forward)\n",
+                   r.frozen_img_per_s, r.backward_over_forward);
+        }
         if (cfg.profile && cfg.train) printf("\ntraining step by layer kind (includes warm-up):\n%s", r.profile_text);
         if (cfg.profile && cfg.infer) printf("\ninference by layer kind (includes warm-up):\n%s", r.infer_profile_text);
     }

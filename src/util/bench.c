@@ -28,7 +28,7 @@ static double median(double *v, int n) {
 typedef struct bench_state {
     dj_graph *g;
     dj_optim *opt;
-    dj_tensor x, dlogits;
+    dj_tensor x, dx, dlogits;
     int32_t *labels;
     float *probs;
     dj_rng rng;
@@ -47,6 +47,11 @@ static int train_step(bench_state *s) {
 }
 
 static int infer_step(bench_state *s) { return dj_graph_forward(s->g, &s->x, 0, NULL, NULL); }
+
+static int frozen_step(bench_state *s) {
+    int rc = dj_graph_forward(s->g, &s->x, 0, NULL, NULL);
+    return rc ? rc : dj_graph_backward(s->g, &s->dlogits, &s->dx);
+}
 
 /* Times cfg->runs runs of cfg->steps calls of step(); fills img/s stats. */
 static int time_runs(const dj_bench_config *cfg, bench_state *s, int (*step)(bench_state *), double *med,
@@ -111,6 +116,7 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
     rc = !s.labels || !s.probs ? dj_error(DJ_ENOMEM, "bench: out of memory") : DJ_OK;
     if (!rc) rc = dj_tensor_alloc(&s.x, cfg->batch, h, w, c);
     if (!rc) rc = dj_tensor_alloc(&s.dlogits, cfg->batch, 1, 1, 10);
+    if (!rc) rc = dj_tensor_alloc(&s.dx, cfg->batch, h, w, c);
     if (rc) goto done;
     for (size_t i = 0; i < dj_tensor_numel(&s.x); i++) s.x.data[i] = dj_rng_normal(&s.rng);
     for (int i = 0; i < cfg->batch; i++) s.labels[i] = (int32_t)dj_rng_below(&s.rng, 10);
@@ -129,12 +135,18 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
         dj_graph_set_profiling(s.g, cfg->profile);
         rc = time_runs(cfg, &s, infer_step, &res->infer_img_per_s, &res->infer_min, &res->infer_max);
         if (!rc && cfg->profile) dj_graph_profile_report(s.g, res->infer_profile_text, sizeof res->infer_profile_text);
+        if (rc) goto done;
+        for (size_t i = 0; i < dj_tensor_numel(&s.dlogits); i++) s.dlogits.data[i] = dj_rng_normal(&s.rng);
+        double lo, hi;
+        rc = time_runs(cfg, &s, frozen_step, &res->frozen_img_per_s, &lo, &hi);
+        if (!rc) res->backward_over_forward = res->infer_img_per_s / res->frozen_img_per_s - 1;
     }
 done:
     dj_optim_destroy(s.opt);
     dj_graph_destroy(s.g);
     dj_tensor_free(&s.x);
     dj_tensor_free(&s.dlogits);
+    dj_tensor_free(&s.dx);
     free(s.labels);
     free(s.probs);
     return rc;
