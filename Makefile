@@ -63,11 +63,16 @@ $(BUILD)/tools/%: tools/%.c $(BUILD)/libdmvjnd.a $(HDRS)
 parity: $(BUILD)/tools/parity_dump
 	@BUILD=$(BUILD) sh tools/torch/run_parity.sh
 
+# The JND E-D and losses against tools/torch/jnd.py (needs torch; ~4 s).
+.PHONY: parity-jnd
+parity-jnd: $(BUILD)/tools/jnd_dump
+	@$(PYTHON) tools/torch/check_jnd.py --dump $(BUILD)/tools/jnd_dump
+
 TORCH_TESTS := $(sort $(wildcard tests/torch/test_*.sh))
 PYTHON  ?= /usr/bin/python3
 
 # Runs every test program, and the PyTorch parity checks when torch exists.
-check: all $(TESTS)
+check: all $(TESTS) $(TOOLS)
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then t="$(TORCH_TESTS)"; \
 	 else echo "note: PyTorch not installed, parity checks skipped"; t=""; fi; \
 	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) $$t

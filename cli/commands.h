@@ -4,5 +4,8 @@
 #define DMVJND_CLI_COMMANDS_H
 
 int cmd_bench(int argc, char **argv);
+int cmd_train_classifier(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_cam(int argc, char **argv);
 
 #endif

@@ -14,6 +14,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"bench", cmd_bench, "training-step and inference throughput (images/s)"},
+    {"train-classifier", cmd_train_classifier, "train a CIFAR-10 classifier (checkpoints, resume, CSV log)"},
+    {"classify", cmd_classify, "labels and confidences of classifiers on CIFAR-10 or PNG images"},
+    {"cam", cmd_cam, "class activation maps of classifiers (PNG heat maps, raw floats)"},
 };
 
 static void usage(FILE *f) {

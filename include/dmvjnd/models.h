@@ -35,8 +35,16 @@ int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng);
  * pooling, linear. Names as torchvision's DenseNet. */
 int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classes, dj_rng *rng);
 
+/* The DMV-JND E-D autoencoder (dmvjnd/jnd.h: layers, config, names): input
+ * n x h x w x 4 (x then the merged CAM map), output e, n x h x w x 3 in
+ * (-1, 1). cfg NULL = dj_jnd_ed_defaults(); h, w positive multiples of 8,
+ * else DJ_EINVAL. See src/models/jnd_ed.c and docs/method.md. */
+struct dj_jnd_ed_config;
+int dj_model_jnd_ed(dj_graph **out, const struct dj_jnd_ed_config *cfg, int h, int w, dj_rng *rng);
+
 /* Build a model by name ("alexnet", "vgg11bn", "resnet20", "densenet40bc", ...). Returns DJ_EINVAL listing the
- * known names when `name` is unknown. */
+ * known names when `name` is unknown. "jnd_ed" and "jnd_ed_half" (width 0.5) are the E-D at 32x32 with default
+ * settings; they are not classifiers (`classes` is ignored). */
 int dj_model_build(dj_graph **out, const char *name, int classes, dj_rng *rng);
 
 /* NULL-terminated list of the names dj_model_build knows. */

@@ -107,7 +107,7 @@ typedef struct dj_train_config {
     const char *log_path;     /* CSV log; NULL = none                                      */
 } dj_train_config;
 
-/* The recipe the shipped classifiers use: resnet20, 30 epochs, batch 128,
+/* Defaults, a standard CIFAR ResNet recipe: resnet20, 30 epochs, batch 128,
  * SGD with Nesterov momentum 0.9, weight decay 5e-4, lr 0.1, cosine
  * schedule, augmentation on, mean = std = 0.5, seed 1, all threads, all
  * training images, eval_limit 1000, final_eval_limit 10000, no files. */
@@ -136,9 +136,15 @@ typedef struct dj_epoch_stats {
     double images_per_s, epoch_s, wall_s;
 } dj_epoch_stats;
 
+struct dj_train_result;
+
+/* Any callback may be NULL. on_start is called once, after the data, the
+ * model and (when resuming) the checkpoint are loaded, before the first
+ * step: r->start_epoch says where the run continues (0 for a fresh run). */
 typedef struct dj_train_callbacks {
-    void (*on_step)(const dj_train_progress *p, void *user);  /* may be NULL */
-    void (*on_epoch)(const dj_epoch_stats *s, void *user);    /* may be NULL */
+    void (*on_start)(const struct dj_train_result *r, void *user);
+    void (*on_step)(const dj_train_progress *p, void *user);
+    void (*on_epoch)(const dj_epoch_stats *s, void *user);
     void *user;
 } dj_train_callbacks;
 

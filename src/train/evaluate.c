@@ -1,0 +1,155 @@
+/* Inference on CIFAR-10 slices: predictions, accuracy overall and per class,
+ * and loading a trained classifier from its weights file. See
+ * dmvjnd/train.h. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/models.h"
+#include "dmvjnd/safetensors.h"
+#include "dmvjnd/train.h"
+
+int dj_classify_batch(dj_graph *g, const dj_tensor *x, int32_t *pred, float *conf, float *probs) {
+    if (!g || !x || !x->data) return dj_error(DJ_EINVAL, "dj_classify_batch: NULL graph or input");
+    const dj_tensor *logits;
+    int rc = dj_graph_forward(g, x, 0, NULL, &logits);
+    if (rc) return rc;
+    if (logits->h != 1 || logits->w != 1 || logits->c < 1)
+        return dj_error(DJ_EINVAL, "dj_classify_batch: the network's output is %dx%dx%d per image, not a vector",
+                        logits->h, logits->w, logits->c);
+    int k = logits->c;
+    for (int i = 0; i < logits->n; i++) {
+        const float *l = logits->data + (size_t)i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (l[j] > l[best]) best = j;
+        /* softmax with the max subtracted, in double: p_best = 1 / sum exp(l - max) */
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum += exp((double)l[j] - (double)l[best]);
+        if (pred) pred[i] = best;
+        if (conf) conf[i] = (float)(1.0 / sum);
+        if (probs)
+            for (int j = 0; j < k; j++) probs[(size_t)i * k + j] = (float)(exp((double)l[j] - (double)l[best]) / sum);
+    }
+    return DJ_OK;
+}
+
+int dj_evaluate(dj_graph *g, const dj_cifar10 *ds, const float mean[3], const float std[3], int batch,
+                dj_eval_result *res, int32_t *pred, float *conf) {
+    if (!g || !ds || !res) return dj_error(DJ_EINVAL, "dj_evaluate: NULL argument");
+    memset(res, 0, sizeof *res);
+    if (batch < 1) return dj_error(DJ_EINVAL, "dj_evaluate: batch %d must be >= 1", batch);
+    if (ds->n < 0 || (ds->n > 0 && (!ds->pixels || !ds->labels)))
+        return dj_error(DJ_EINVAL, "dj_evaluate: empty or malformed data set");
+    int out_c;
+    dj_graph_node_shape(g, dj_graph_output_node(g), NULL, NULL, &out_c);
+    if (out_c != DJ_CIFAR10_CLASSES)
+        return dj_error(DJ_EINVAL, "dj_evaluate: the network has %d outputs, CIFAR-10 has %d classes", out_c,
+                        DJ_CIFAR10_CLASSES);
+    int h, w, c;
+    dj_graph_node_shape(g, 0, &h, &w, &c);
+    if (h != DJ_CIFAR10_SIDE || w != DJ_CIFAR10_SIDE || c != DJ_CIFAR10_CHANNELS)
+        return dj_error(DJ_EINVAL, "dj_evaluate: the network takes %dx%dx%d images, CIFAR-10 has 32x32x3", h, w, c);
+    int b = batch < ds->n ? batch : (ds->n > 0 ? ds->n : 1);
+    dj_tensor x = {0};
+    int32_t *idx = malloc((size_t)b * sizeof *idx), *labels = malloc((size_t)b * sizeof *labels),
+            *p = malloc((size_t)b * sizeof *p);
+    int rc = !idx || !labels || !p ? dj_error(DJ_ENOMEM, "dj_evaluate: out of memory") : DJ_OK;
+    if (!rc) rc = dj_tensor_alloc(&x, b, DJ_CIFAR10_SIDE, DJ_CIFAR10_SIDE, DJ_CIFAR10_CHANNELS);
+    for (int start = 0; !rc && start < ds->n; start += b) {
+        int n = ds->n - start < b ? ds->n - start : b;
+        for (int i = 0; i < n; i++) idx[i] = start + i;
+        dj_tensor xv = dj_tensor_view(x.data, n, DJ_CIFAR10_SIDE, DJ_CIFAR10_SIDE, DJ_CIFAR10_CHANNELS);
+        if ((rc = dj_cifar10_batch(ds, idx, n, NULL, NULL, mean, std, &xv, labels))) break;
+        if ((rc = dj_classify_batch(g, &xv, p, conf ? conf + start : NULL, NULL))) break;
+        for (int i = 0; i < n; i++) {
+            int ok = p[i] == labels[i];
+            res->correct += ok;
+            res->class_images[labels[i]]++;
+            res->class_correct[labels[i]] += ok;
+            if (pred) pred[start + i] = p[i];
+        }
+        res->images += n;
+    }
+    res->accuracy = res->images ? (double)res->correct / res->images : NAN;
+    for (int k = 0; k < DJ_CIFAR10_CLASSES; k++)
+        res->class_accuracy[k] = res->class_images[k] ? (double)res->class_correct[k] / res->class_images[k] : NAN;
+    dj_tensor_free(&x);
+    free(idx);
+    free(labels);
+    free(p);
+    return rc;
+}
+
+/* "a,b,c" -> three finite floats; 0 on success. */
+static int parse_triple(const char *s, float v[3]) {
+    const char *c = s;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        double d = strtod(c, &end);
+        if (end == c || !isfinite(d)) return -1;
+        v[i] = (float)d;
+        c = end;
+        if (i < 2) {
+            if (*c != ',') return -1;
+            c++;
+        }
+    }
+    return *c ? -1 : 0;
+}
+
+int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
+    if (!c || !path) return dj_error(DJ_EINVAL, "dj_classifier_load: NULL argument");
+    memset(c, 0, sizeof *c);
+    dj_st_file *f = NULL;
+    int rc = dj_st_open(path, DJ_ST_CHECK_FINITE, &f);
+    if (rc) return rc;
+    const char *arch = dj_st_metadata(f, "arch");
+    const char *mean = dj_st_metadata(f, "train.mean"), *sd = dj_st_metadata(f, "train.std");
+    const char *acc = dj_st_metadata(f, "test_accuracy");
+    if (!arch || !*arch) {
+        rc = dj_error(DJ_EFORMAT, "%s: no 'arch' metadata, so the architecture is unknown (a dmvjnd weights file "
+                                  "names it; a PyTorch export needs it added to __metadata__)",
+                      path);
+        goto fail;
+    }
+    if (strlen(arch) >= sizeof c->arch) {
+        rc = dj_error(DJ_EFORMAT, "%s: 'arch' metadata is %zu bytes long", path, strlen(arch));
+        goto fail;
+    }
+    strcpy(c->arch, arch);
+    for (int i = 0; i < 3; i++) c->mean[i] = c->std[i] = 0.5f;
+    if (mean && parse_triple(mean, c->mean)) {
+        rc = dj_error(DJ_EFORMAT, "%s: metadata train.mean = '%.60s' is not three numbers a,b,c", path, mean);
+        goto fail;
+    }
+    if (sd && (parse_triple(sd, c->std) || !(c->std[0] > 0 && c->std[1] > 0 && c->std[2] > 0))) {
+        rc = dj_error(DJ_EFORMAT, "%s: metadata train.std = '%.60s' is not three positive numbers a,b,c", path, sd);
+        goto fail;
+    }
+    c->test_accuracy = acc ? strtod(acc, NULL) : NAN;
+    dj_rng rng;
+    dj_rng_seed(&rng, 0);
+    if ((rc = dj_model_build(&c->graph, arch, DJ_CIFAR10_CLASSES, &rng))) {
+        rc = dj_error(DJ_EFORMAT, "%s: %s", path, dj_last_error());
+        goto fail;
+    }
+    if ((rc = dj_weights_load_file(c->graph, f, arch))) goto fail;
+    if (freeze && (rc = dj_graph_freeze(c->graph))) goto fail;
+    dj_st_close(f);
+    return DJ_OK;
+fail:
+    dj_st_close(f);
+    dj_graph_destroy(c->graph);
+    memset(c, 0, sizeof *c);
+    return rc;
+}
+
+void dj_classifier_free(dj_classifier *c) {
+    if (!c) return;
+    dj_graph_destroy(c->graph);
+    memset(c, 0, sizeof *c);
+}

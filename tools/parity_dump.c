@@ -1,0 +1,189 @@
+/* parity_dump: writes what tools/torch/parity.py compares against the
+ * PyTorch twins (tools/torch/models.py).
+ *
+ *     parity_dump OUTDIR [MODEL ...]     (default: alexnet vgg11bn resnet20 densenet40bc)
+ *
+ * For each model: builds it with seed 1, gives every batch norm a random
+ * affine transform (gamma in [0.5, 1.5], beta in [-0.25, 0.25]) and runs 3
+ * SGD steps (batch 8, random images and labels, lr 0.05) so that weights and
+ * running statistics are non-trivial; then, on a fixed batch of 4 random
+ * images, runs the inference forward and, after dj_graph_freeze, the frozen
+ * forward. Writes
+ *     OUTDIR/MODEL.weights.safetensors   dj_weights_save (arch = MODEL)
+ *     OUTDIR/MODEL.io.safetensors        input (4x32x32x3, NHWC), logits
+ *                                        (4x10), features (the node feeding
+ *                                        global average pooling, NHWC), and
+ *                                        frozen_logits, frozen_features
+ * and prints one line per model. Exit status 0 when every model was written. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/graph.h"
+#include "dmvjnd/models.h"
+#include "dmvjnd/nn.h"
+#include "dmvjnd/safetensors.h"
+
+#define CLASSES 10
+#define TRAIN_N 8
+#define EVAL_N 4
+
+static void fill_uniform(dj_rng *rng, float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * dj_rng_uniform(rng);
+}
+
+static int train_steps(dj_graph *g, dj_rng *rng) {
+    dj_tensor x, dlogits;
+    int rc = dj_tensor_alloc(&x, TRAIN_N, 32, 32, 3);
+    if (rc) return rc;
+    if ((rc = dj_tensor_alloc(&dlogits, TRAIN_N, 1, 1, CLASSES))) {
+        dj_tensor_free(&x);
+        return rc;
+    }
+    float probs[TRAIN_N * CLASSES], loss;
+    int32_t labels[TRAIN_N];
+    for (int step = 0; step < 3 && !rc; step++) {
+        fill_uniform(rng, x.data, dj_tensor_numel(&x), -2, 2);
+        for (int i = 0; i < TRAIN_N; i++) labels[i] = (int32_t)dj_rng_below(rng, CLASSES);
+        const dj_tensor *logits;
+        dj_graph_zero_grad(g);
+        if ((rc = dj_graph_forward(g, &x, 1, rng, &logits))) break;
+        if ((rc = dj_softmax_ce_forward(logits, labels, probs, &loss))) break;
+        if ((rc = dj_softmax_ce_backward(probs, labels, 1.0f, &dlogits, 0))) break;
+        if ((rc = dj_graph_backward(g, &dlogits, NULL))) break;
+        for (int i = 0; i < dj_graph_num_params(g); i++) {
+            const dj_param *p = dj_graph_param(g, i);
+            if (!p->trainable) continue;
+            for (size_t j = 0; j < p->count; j++) p->data[j] -= 0.05f * p->grad[j];
+        }
+    }
+    dj_tensor_free(&x);
+    dj_tensor_free(&dlogits);
+    return rc;
+}
+
+/* Random BN affine parameters (they start at gamma 1, beta 0). */
+static void randomise_bn(dj_graph *g, dj_rng *rng) {
+    for (int i = 0; i < dj_graph_num_params(g); i++) {
+        const dj_param *p = dj_graph_param(g, i);
+        const dj_param *rm = NULL;
+        size_t len = strlen(p->name);
+        char buddy[256];
+        if (len > 7 && !strcmp(p->name + len - 7, ".weight") && len < sizeof buddy) {
+            snprintf(buddy, sizeof buddy, "%.*s.running_mean", (int)(len - 7), p->name);
+            rm = dj_graph_find_param(g, buddy);
+        }
+        if (rm) fill_uniform(rng, p->data, p->count, 0.5f, 1.5f);
+        if (len > 5 && !strcmp(p->name + len - 5, ".bias") && len < sizeof buddy) {
+            snprintf(buddy, sizeof buddy, "%.*s.running_mean", (int)(len - 5), p->name);
+            if (dj_graph_find_param(g, buddy)) fill_uniform(rng, p->data, p->count, -0.25f, 0.25f);
+        }
+    }
+}
+
+/* Copies of a node's output (the graph's arena is reused by the next pass). */
+static float *copy_out(const dj_tensor *t) {
+    size_t n = dj_tensor_numel(t);
+    float *c = malloc(n * sizeof(float));
+    if (c) memcpy(c, t->data, n * sizeof(float));
+    return c;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+static int dump(const char *dir, const char *model) {
+    dj_graph *g = NULL;
+    dj_rng rng;
+    dj_rng_seed(&rng, 1);
+    int rc = dj_model_build(&g, model, CLASSES, &rng);
+    if (rc) return rc;
+    float *logits = NULL, *feats = NULL, *flogits = NULL, *ffeats = NULL;
+    dj_st_writer *w = NULL;
+    dj_tensor x = {0};
+    dj_rng data;
+    dj_rng_seed(&data, 2);
+    randomise_bn(g, &data);
+    if ((rc = train_steps(g, &data))) goto done;
+
+    int out = dj_graph_output_node(g), gap = dj_graph_node_input(g, out), feat = dj_graph_node_input(g, gap);
+    int gh, gw, fh, fw, fc;
+    dj_graph_node_shape(g, gap, &gh, &gw, NULL);
+    dj_graph_node_shape(g, feat, &fh, &fw, &fc);
+    if (gh != 1 || gw != 1) {
+        rc = dj_error(DJ_EINVAL, "%s: the node before the output is not global average pooling", model);
+        goto done;
+    }
+    if ((rc = dj_tensor_alloc(&x, EVAL_N, 32, 32, 3))) goto done;
+    fill_uniform(&data, x.data, dj_tensor_numel(&x), -2, 2);
+    const dj_tensor *y;
+    if ((rc = dj_graph_forward(g, &x, 0, NULL, &y))) goto done;
+    logits = copy_out(y);
+    feats = copy_out(dj_graph_node_output(g, feat));
+    if ((rc = dj_graph_freeze(g))) goto done;
+    if ((rc = dj_graph_forward(g, &x, 0, NULL, &y))) goto done;
+    flogits = copy_out(y);
+    ffeats = copy_out(dj_graph_node_output(g, feat));
+    if (!logits || !feats || !flogits || !ffeats) {
+        rc = dj_error(DJ_ENOMEM, "out of memory");
+        goto done;
+    }
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.weights.safetensors", dir, model);
+    dj_kv meta[1] = {{"purpose", "parity test: random weights, 3 SGD steps on random data"}};
+    if ((rc = dj_weights_save(g, path, model, meta, 1))) goto done;
+
+    int64_t s_in[4] = {EVAL_N, 32, 32, 3}, s_lo[2] = {EVAL_N, CLASSES}, s_f[4] = {EVAL_N, fh, fw, fc};
+    if ((rc = dj_st_writer_new(&w))) goto done;
+    if ((rc = dj_st_writer_add_f32(w, "input", 4, s_in, x.data)) ||
+        (rc = dj_st_writer_add_f32(w, "logits", 2, s_lo, logits)) ||
+        (rc = dj_st_writer_add_f32(w, "features", 4, s_f, feats)) ||
+        (rc = dj_st_writer_add_f32(w, "frozen_logits", 2, s_lo, flogits)) ||
+        (rc = dj_st_writer_add_f32(w, "frozen_features", 4, s_f, ffeats)) ||
+        (rc = dj_st_writer_set_metadata(w, "arch", model)))
+        goto done;
+    snprintf(path, sizeof path, "%s/%s.io.safetensors", dir, model);
+    if ((rc = dj_st_writer_write(w, path))) goto done;
+    printf("parity_dump: %-13s %9zu trainable params, %6.1f MFLOP, features %dx%dx%d, frozen vs inference: "
+           "logits %.2e, features %.2e\n",
+           model, dj_graph_trainable_count(g), dj_graph_flops(g) / 1e6, fh, fw, fc,
+           max_abs_diff(flogits, logits, (size_t)EVAL_N * CLASSES),
+           max_abs_diff(ffeats, feats, (size_t)EVAL_N * fh * fw * fc));
+done:
+    dj_st_writer_free(w);
+    dj_tensor_free(&x);
+    free(logits);
+    free(feats);
+    free(flogits);
+    free(ffeats);
+    dj_graph_destroy(g);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    static const char *defaults[] = {"alexnet", "vgg11bn", "resnet20", "densenet40bc"};
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fprintf(stderr, "usage: parity_dump OUTDIR [MODEL ...]\n");
+        return 2;
+    }
+    const char **models = argc > 2 ? (const char **)argv + 2 : defaults;
+    int count = argc > 2 ? argc - 2 : (int)(sizeof defaults / sizeof *defaults), failed = 0;
+    for (int i = 0; i < count; i++) {
+        int rc = dump(argv[1], models[i]);
+        if (rc) {
+            fprintf(stderr, "parity_dump: %s: %s\n", models[i], dj_last_error());
+            failed++;
+        }
+    }
+    return failed ? 1 : 0;
+}
