@@ -49,6 +49,15 @@ typedef struct dj_param {
     int decay;        /* 1 if weight decay applies (weights and biases here) */
 } dj_param;
 
+/* Convolution algorithm for the graphs built from now on (process-wide):
+ * 1 (the default) runs every 3x3 stride-1 pad-1 convolution's forward and
+ * backward-data on the library's Winograd F(4x4,3x3) kernel
+ * (src/nn/winograd.c, about 2x oneDNN's direct kernel on this project's
+ * AVX2 machines, error ~5e-6 relative); 0 keeps oneDNN's direct kernel
+ * everywhere (e.g. to compare). */
+void dj_graph_set_default_winograd(int on);
+int dj_graph_default_winograd(void);
+
 /* Create a graph whose input is an n x h x w x c tensor (any n). Node 0 is
  * the input. */
 int dj_graph_create(dj_graph **out, int in_h, int in_w, int in_c);

@@ -56,8 +56,14 @@ typedef struct dj_conv_desc {
     int post_relu;  /* forward applies ReLU at the end                       */
     int frozen;     /* weights never change between calls: reordered once;   */
                     /* call dj_conv_weights_changed() if they do             */
-    int winograd;   /* 1: use Winograd where oneDNN has it (3x3, stride 1),  */
-                    /* otherwise the direct kernel                           */
+    int winograd;   /* 1: Winograd. Non-transposed 3x3 stride-1 pad-1 convs  */
+                    /* run forward (with post-ops) and backward-data on the  */
+                    /* library's own F(4x4,3x3) kernel (src/nn/winograd.c,   */
+                    /* ~1e-5 relative to direct conv) when that pass's input */
+                    /* has >= 8 channels (cin forward, cout backward-data);  */
+                    /* backward-weights and the other passes run on oneDNN's */
+                    /* direct kernel. Other shapes: oneDNN's Winograd where  */
+                    /* it has one (AVX-512), else its direct kernel          */
 } dj_conv_desc;
 
 typedef struct dj_conv dj_conv; /* opaque: descriptor + cached primitives */

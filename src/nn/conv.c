@@ -2,17 +2,30 @@
  *
  * This file checks descriptors and tensor shapes and says precisely what is
  * wrong; the oneDNN work (primitives, layouts, caches) lives in
- * src/backend/dnnl.c behind src/backend/dnnl_conv.h. */
+ * src/backend/dnnl.c behind src/backend/dnnl_conv.h. Convolutions with
+ * desc.winograd on 3x3 stride-1 pad-1 layers run forward and backward-data
+ * on the library's own Winograd kernel (src/nn/winograd.c). */
 #include <limits.h>
 #include <stdint.h>
 
 #include "backend/dnnl_conv.h"
 #include "dmvjnd/dmvjnd.h"
+#include "nn/winograd.h"
 
 struct dj_conv {
     dj_conv_desc d;
-    dj_bconv *impl;
+    dj_bconv *impl;         /* oneDNN: the passes the Winograd kernel does not run */
+    dj_wino *wino;          /* src/nn/winograd.c, or NULL                          */
+    int wino_fwd, wino_bwd; /* forward / backward-data run on `wino`               */
 };
+
+/* The layers src/nn/winograd.c takes (see nn.h, dj_conv_desc.winograd).
+ * Each pass needs >= 8 input channels (cin forward, cout backward-data):
+ * with fewer, padding to 8 SIMD lanes wastes most of the Winograd work and
+ * oneDNN's direct kernel is faster (measured 3-4 -> 16 channels: 0.5x). */
+static int use_own_winograd(const dj_conv_desc *d) {
+    return d->winograd && !d->transposed && d->k == 3 && d->stride == 1 && d->pad == 1;
+}
 
 /* Bounds far above any real network; they keep every size computation
  * (output shape, weight count) far from int overflow. */
@@ -79,8 +92,22 @@ int dj_conv_create(dj_conv **out, const dj_conv_desc *d) {
     dj_conv *c = dj_calloc(sizeof *c);
     if (!c) return dj_error(DJ_ENOMEM, "cannot allocate a convolution");
     c->d = *d;
-    rc = dj_bconv_create(&c->impl, d);
+    dj_conv_desc bd = *d;
+    if (use_own_winograd(d)) {
+        c->wino_fwd = d->cin >= 8;
+        c->wino_bwd = d->cout >= 8;
+        if (c->wino_fwd || c->wino_bwd) {
+            rc = dj_wino_create(&c->wino, d->cin, d->cout, d->pad, d->frozen);
+            if (rc != DJ_OK) {
+                dj_free(c);
+                return rc;
+            }
+        }
+        bd.winograd = 0; /* the other passes on oneDNN's direct kernel */
+    }
+    rc = dj_bconv_create(&c->impl, &bd);
     if (rc != DJ_OK) {
+        dj_wino_destroy(c->wino);
         dj_free(c);
         return rc;
     }
@@ -91,6 +118,7 @@ int dj_conv_create(dj_conv **out, const dj_conv_desc *d) {
 void dj_conv_destroy(dj_conv *c) {
     if (!c) return;
     dj_bconv_destroy(c->impl);
+    dj_wino_destroy(c->wino);
     dj_free(c);
 }
 
@@ -138,6 +166,7 @@ int dj_conv_forward(dj_conv *c, const dj_tensor *x, const float *w, const float 
     if (c->d.bias && !b) return dj_error(DJ_EINVAL, "%s: the %s has a bias but b is NULL", fn, kind(&c->d));
     if (!c->d.bias && b)
         return dj_error(DJ_EINVAL, "%s: b is given but the %s was created without bias", fn, kind(&c->d));
+    if (c->wino_fwd) return dj_wino_forward(c->wino, x, w, b, y, c->d.post_sum, c->d.post_relu);
     return dj_bconv_forward(c->impl, x, w, b, y);
 }
 
@@ -158,6 +187,7 @@ int dj_conv_backward_data(dj_conv *c, const dj_tensor *dy, const float *w, dj_te
     rc = check_pair(c, fn, "dx", dx, "dy", dy);
     if (rc != DJ_OK) return rc;
     if (!w) return dj_error(DJ_EINVAL, "%s: weights w are NULL", fn);
+    if (c->wino_bwd) return dj_wino_backward_data(c->wino, dy, w, dx, accum ? 1 : 0);
     return dj_bconv_backward_data(c->impl, dy, w, dx, accum ? 1 : 0);
 }
 
@@ -175,7 +205,14 @@ int dj_conv_backward_weights(dj_conv *c, const dj_tensor *x, const dj_tensor *dy
 }
 
 void dj_conv_weights_changed(dj_conv *c) {
-    if (c) dj_bconv_weights_changed(c->impl);
+    if (!c) return;
+    dj_bconv_weights_changed(c->impl);
+    dj_wino_weights_changed(c->wino);
 }
 
-const char *dj_conv_impl_name(const dj_conv *c, int pass) { return c ? dj_bconv_impl_name(c->impl, pass) : ""; }
+const char *dj_conv_impl_name(const dj_conv *c, int pass) {
+    if (!c) return "";
+    if ((pass == DJ_CONV_PASS_FWD && c->wino_fwd) || (pass == DJ_CONV_PASS_BWD_DATA && c->wino_bwd))
+        return dj_wino_impl_name(c->wino);
+    return dj_bconv_impl_name(c->impl, pass);
+}

@@ -168,6 +168,10 @@ void dj_graph_destroy(dj_graph *g) {
     free(g);
 }
 
+static int default_winograd = 1;
+void dj_graph_set_default_winograd(int on) { default_winograd = on != 0; }
+int dj_graph_default_winograd(void) { return default_winograd; }
+
 static int conv_like(dj_graph *g, int in, const char *name, int cout, int k, int stride, int pad, int out_pad,
                      int bias, int transposed) {
     if (in < 0 || in >= g->num_nodes) return dj_error(DJ_EINVAL, "graph: %s: input node %d does not exist", name, in);
@@ -181,6 +185,7 @@ static int conv_like(dj_graph *g, int in, const char *name, int cout, int k, int
     d.bias = bias;
     d.transposed = transposed;
     d.out_pad = out_pad;
+    d.winograd = default_winograd; /* conv.c takes it where the shape allows */
     int oh, ow;
     int rc = dj_conv_out_shape(&d, src.h, src.w, &oh, &ow);
     if (rc) return dj_error(rc, "graph: %s: %s", name, dj_last_error());

@@ -1,0 +1,482 @@
+/* Winograd convolution (src/nn/winograd.c) against a naive direct loop and a
+ * naive transposed loop written here, against central differences, against
+ * oneDNN's direct kernel (dj_conv_*) on ResNet-20 shapes, and through the
+ * dj_conv_* routing of desc.winograd. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/dnnl.h"
+#include "check.h"
+#include "dmvjnd/dmvjnd.h"
+#include "gradcheck.h"
+#include "nn/winograd.h"
+
+/* ------------------------------------------------------------ reference */
+
+/* y = relu?(conv3x3(x, w, pad) + b + (acc ? y_old : 0)), in double. */
+static void ref_forward(const dj_tensor *x, const float *w, const float *b, int pad, int acc, int relu,
+                        dj_tensor *y) {
+    int ci = x->c, co = y->c;
+    for (int n = 0; n < y->n; n++)
+        for (int oy = 0; oy < y->h; oy++)
+            for (int ox = 0; ox < y->w; ox++)
+                for (int k = 0; k < co; k++) {
+                    double s = b ? b[k] : 0.0;
+                    for (int ky = 0; ky < 3; ky++) {
+                        int iy = oy - pad + ky;
+                        if (iy < 0 || iy >= x->h) continue;
+                        for (int kx = 0; kx < 3; kx++) {
+                            int ix = ox - pad + kx;
+                            if (ix < 0 || ix >= x->w) continue;
+                            const float *xp = x->data + ((size_t)(n * x->h + iy) * x->w + ix) * ci;
+                            for (int c = 0; c < ci; c++) s += (double)xp[c] * w[((size_t)(k * ci + c) * 3 + ky) * 3 + kx];
+                        }
+                    }
+                    float *yp = y->data + ((size_t)(n * y->h + oy) * y->w + ox) * co + k;
+                    if (acc) s += *yp;
+                    if (relu && s < 0) s = 0;
+                    *yp = (float)s;
+                }
+}
+
+/* dx (+)= the transposed loop: every dy element scatters through w. */
+static void ref_backward_data(const dj_tensor *dy, const float *w, int pad, int acc, dj_tensor *dx) {
+    int ci = dx->c, co = dy->c;
+    size_t nx = dj_tensor_numel(dx);
+    double *sum = calloc(nx, sizeof(double));
+    for (int n = 0; n < dy->n; n++)
+        for (int oy = 0; oy < dy->h; oy++)
+            for (int ox = 0; ox < dy->w; ox++)
+                for (int k = 0; k < co; k++) {
+                    double g = dy->data[((size_t)(n * dy->h + oy) * dy->w + ox) * co + k];
+                    for (int ky = 0; ky < 3; ky++) {
+                        int iy = oy - pad + ky;
+                        if (iy < 0 || iy >= dx->h) continue;
+                        for (int kx = 0; kx < 3; kx++) {
+                            int ix = ox - pad + kx;
+                            if (ix < 0 || ix >= dx->w) continue;
+                            double *dp = sum + ((size_t)(n * dx->h + iy) * dx->w + ix) * ci;
+                            for (int c = 0; c < ci; c++) dp[c] += g * w[((size_t)(k * ci + c) * 3 + ky) * 3 + kx];
+                        }
+                    }
+                }
+    for (size_t i = 0; i < nx; i++) dx->data[i] = (float)((acc ? dx->data[i] : 0.0) + sum[i]);
+    free(sum);
+}
+
+/* max |a - b| / max |b|: the error relative to the output's magnitude. */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= d)) d = e;
+        if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* ------------------------------------------------------------ fixtures */
+
+typedef struct fx {
+    int cin, cout, pad;
+    dj_tensor x, y, dy, dx;
+    float *w, *b;
+} fx;
+
+static int fx_init(fx *f, int n, int h, int w, int cin, int cout, int pad, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    f->cin = cin;
+    f->cout = cout;
+    f->pad = pad;
+    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+    if (oh < 1 || ow < 1) return -1;
+    if (dj_tensor_alloc(&f->x, n, h, w, cin) || dj_tensor_alloc(&f->dx, n, h, w, cin) ||
+        dj_tensor_alloc(&f->y, n, oh, ow, cout) || dj_tensor_alloc(&f->dy, n, oh, ow, cout))
+        return -1;
+    f->w = malloc((size_t)cout * cin * 9 * sizeof(float));
+    f->b = malloc((size_t)cout * sizeof(float));
+    gc_fill(f->x.data, dj_tensor_numel(&f->x), -1.f, 1.f, seed);
+    gc_fill(f->w, (size_t)cout * cin * 9, -0.5f, 0.5f, seed + 1);
+    gc_fill(f->b, (size_t)cout, -0.5f, 0.5f, seed + 2);
+    gc_fill(f->dy.data, dj_tensor_numel(&f->dy), -1.f, 1.f, seed + 3);
+    return 0;
+}
+
+static void fx_free(fx *f) {
+    dj_tensor_free(&f->x);
+    dj_tensor_free(&f->y);
+    dj_tensor_free(&f->dx);
+    dj_tensor_free(&f->dy);
+    free(f->w);
+    free(f->b);
+}
+
+static float *copy_of(const dj_tensor *t) {
+    float *p = malloc(dj_tensor_numel(t) * sizeof(float));
+    memcpy(p, t->data, dj_tensor_numel(t) * sizeof(float));
+    return p;
+}
+
+/* Tolerance on rel_err: F(4x4)'s transforms lose a few bits more than F(2x2). */
+#define TOL 1e-5
+
+/* ------------------------------------------------------------ tests */
+
+/* Every awkward combination: image sizes with partial tiles (5x7, 7x5, 1x1,
+ * 9x10), channel counts off the 8-lane grid, pad 0/1/2, F(2) and F(4),
+ * blocks of 1, 5, 13 tiles or automatic, with/without bias, accumulate,
+ * ReLU; forward and backward-data against the naive loops. */
+static void test_awkward(void) {
+    static const int sizes[][2] = {{5, 7}, {7, 5}, {1, 1}, {9, 10}, {3, 3}};
+    static const int cins[] = {3, 5, 17}, couts[] = {1, 5, 33}, tbs[] = {0, 1, 5, 13};
+    int cases = 0;
+    double worst_f = 0, worst_b = 0;
+    for (int si = 0; si < 5; si++)
+        for (int a = 0; a < 3; a++)
+            for (int bo = 0; bo < 3; bo++)
+                for (int pad = 0; pad <= 2; pad++)
+                    for (int m = 2; m <= 4; m += 2) {
+                        int idx = cases;
+                        fx f;
+                        if (fx_init(&f, 3, sizes[si][0], sizes[si][1], cins[a], couts[bo], pad, 1000 + idx) != 0) {
+                            fx_free(&f);
+                            continue; /* empty output (1x1 with pad 0) */
+                        }
+                        cases++;
+                        int bias = idx & 1, acc = (idx >> 1) & 1, relu = (idx >> 2) & 1;
+                        dj_wino *o = NULL;
+                        CHECK_OK(dj_wino_create(&o, f.cin, f.cout, pad, (idx >> 3) & 1));
+                        CHECK_OK(dj_wino_tune(o, m, tbs[idx % 4]));
+                        /* forward */
+                        size_t ny = dj_tensor_numel(&f.y);
+                        gc_fill(f.y.data, ny, -1.f, 1.f, 77 + idx);
+                        float *ref = copy_of(&f.y);
+                        dj_tensor r = f.y;
+                        r.data = ref;
+                        ref_forward(&f.x, f.w, bias ? f.b : NULL, pad, acc, relu, &r);
+                        CHECK_OK(dj_wino_forward(o, &f.x, f.w, bias ? f.b : NULL, &f.y, acc, relu));
+                        double ef = rel_err(f.y.data, ref, ny);
+                        if (!(ef <= TOL))
+                            fprintf(stderr, "forward %dx%d cin %d cout %d pad %d F%d tb %d bias %d acc %d relu %d: %g\n",
+                                    f.x.h, f.x.w, f.cin, f.cout, pad, m, tbs[idx % 4], bias, acc, relu, ef);
+                        CHECK(ef <= TOL);
+                        if (!(ef <= worst_f)) worst_f = ef;
+                        free(ref);
+                        /* backward-data */
+                        size_t nx = dj_tensor_numel(&f.dx);
+                        gc_fill(f.dx.data, nx, -1.f, 1.f, 99 + idx);
+                        ref = copy_of(&f.dx);
+                        r = f.dx;
+                        r.data = ref;
+                        ref_backward_data(&f.dy, f.w, pad, acc, &r);
+                        CHECK_OK(dj_wino_backward_data(o, &f.dy, f.w, &f.dx, acc));
+                        double eb = rel_err(f.dx.data, ref, nx);
+                        if (!(eb <= TOL))
+                            fprintf(stderr, "backward %dx%d cin %d cout %d pad %d F%d tb %d acc %d: %g\n", f.x.h,
+                                    f.x.w, f.cin, f.cout, pad, m, tbs[idx % 4], acc, eb);
+                        CHECK(eb <= TOL);
+                        if (!(eb <= worst_b)) worst_b = eb;
+                        free(ref);
+                        dj_wino_destroy(o);
+                        fx_free(&f);
+                    }
+    printf("awkward: %d cases, worst error relative to max |y|: forward %.2g, backward-data %.2g\n", cases, worst_f,
+           worst_b);
+}
+
+/* Element-wise view of the error on one larger layer, for the record:
+ * |a - b| <= 1e-4 * (max|b| * 1e-1 + |b|) everywhere. */
+static void test_elementwise(void) {
+    for (int m = 2; m <= 4; m += 2) {
+        fx f;
+        CHECK(fx_init(&f, 2, 13, 11, 40, 24, 1, 7) == 0);
+        dj_wino *o = NULL;
+        CHECK_OK(dj_wino_create(&o, f.cin, f.cout, 1, 0));
+        CHECK_OK(dj_wino_tune(o, m, 0));
+        size_t ny = dj_tensor_numel(&f.y);
+        float *ref = calloc(ny, sizeof(float));
+        dj_tensor r = f.y;
+        r.data = ref;
+        ref_forward(&f.x, f.w, f.b, 1, 0, 0, &r);
+        CHECK_OK(dj_wino_forward(o, &f.x, f.w, f.b, &f.y, 0, 0));
+        double mx = 0;
+        for (size_t i = 0; i < ny; i++) mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
+        double e = check_max_err(f.y.data, ref, ny, 1e-5 * mx, 1e-4);
+        printf("elementwise F%d: rel_err %.2g, max |y| %.3g, err ratio %.3g\n", m, rel_err(f.y.data, ref, ny), mx, e);
+        CHECK(e <= 1);
+        free(ref);
+        dj_wino_destroy(o);
+        fx_free(&f);
+    }
+}
+
+/* Backward-data against central differences of the forward. */
+typedef struct gc_ctx {
+    dj_wino *o;
+    fx *f;
+} gc_ctx;
+
+static double wino_loss(void *p) {
+    gc_ctx *g = p;
+    if (dj_wino_forward(g->o, &g->f->x, g->f->w, g->f->b, &g->f->y, 0, 0) != 0) return NAN;
+    double l = 0;
+    size_t ny = dj_tensor_numel(&g->f->y);
+    for (size_t i = 0; i < ny; i++) l += (double)g->f->y.data[i] * g->f->dy.data[i];
+    return l;
+}
+
+static void test_gradcheck(void) {
+    static const int shapes[][5] = {{3, 5, 7, 3, 5}, {2, 7, 5, 17, 1}, {1, 6, 6, 16, 16}, {2, 1, 1, 5, 33}};
+    for (int s = 0; s < 4; s++)
+        for (int m = 2; m <= 4; m += 2)
+            for (int pad = 0; pad <= 2; pad++) {
+                fx f;
+                if (fx_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], pad, 500 + s) !=
+                    0) {
+                    fx_free(&f);
+                    continue;
+                }
+                dj_wino *o = NULL;
+                CHECK_OK(dj_wino_create(&o, f.cin, f.cout, pad, 0));
+                CHECK_OK(dj_wino_tune(o, m, 0));
+                CHECK_OK(dj_wino_backward_data(o, &f.dy, f.w, &f.dx, 0));
+                gc_ctx g = {o, &f};
+                char what[64];
+                snprintf(what, sizeof what, "shape %d F%d pad %d", s, m, pad);
+                /* L is linear in x, so a large step is exact and keeps the
+                 * rounding noise of the float forward out of the difference. */
+                double e = gc_check(what, wino_loss, &g, f.x.data, f.dx.data, dj_tensor_numel(&f.x), 0.25f, 1e-3,
+                                    1e-2, 300);
+                CHECK(e <= 1);
+                dj_wino_destroy(o);
+                fx_free(&f);
+            }
+}
+
+/* ResNet-20's layers against oneDNN's direct kernel (dj_conv_*), with its
+ * fused post-ops, and backward-data with accumulation. */
+static void test_vs_onednn(void) {
+    static const int layers[][3] = {{32, 16, 16}, {16, 32, 32}, {8, 64, 64}, {32, 3, 16}};
+    for (int l = 0; l < 4; l++)
+        for (int m = 2; m <= 4; m += 2)
+            for (int post = 0; post < 2; post++) {
+                int hw = layers[l][0], cin = layers[l][1], cout = layers[l][2];
+                fx f;
+                CHECK(fx_init(&f, 4, hw, hw, cin, cout, 1, 600 + l) == 0);
+                dj_conv_desc d = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .bias = 1,
+                                  .post_sum = post, .post_relu = post};
+                dj_conv *c = NULL;
+                CHECK_OK(dj_conv_create(&c, &d));
+                dj_wino *o = NULL;
+                CHECK_OK(dj_wino_create(&o, cin, cout, 1, 0));
+                CHECK_OK(dj_wino_tune(o, m, 0));
+                size_t ny = dj_tensor_numel(&f.y), nx = dj_tensor_numel(&f.x);
+                gc_fill(f.y.data, ny, -1.f, 1.f, 5);
+                float *ref = copy_of(&f.y);
+                dj_tensor r = f.y;
+                r.data = ref;
+                CHECK_OK(dj_conv_forward(c, &f.x, f.w, f.b, &r));
+                CHECK_OK(dj_wino_forward(o, &f.x, f.w, f.b, &f.y, post, post));
+                double ef = rel_err(f.y.data, ref, ny);
+                free(ref);
+                gc_fill(f.dx.data, nx, -1.f, 1.f, 6);
+                ref = copy_of(&f.dx);
+                r = f.dx;
+                r.data = ref;
+                CHECK_OK(dj_conv_backward_data(c, &f.dy, f.w, &r, post));
+                CHECK_OK(dj_wino_backward_data(o, &f.dy, f.w, &f.dx, post));
+                double eb = rel_err(f.dx.data, ref, nx);
+                free(ref);
+                printf("vs oneDNN %dx%d %d->%d F%d post %d: forward %.2g, backward-data %.2g\n", hw, hw, cin, cout, m,
+                       post, ef, eb);
+                CHECK(ef <= TOL);
+                CHECK(eb <= TOL);
+                dj_wino_destroy(o);
+                dj_conv_destroy(c);
+                fx_free(&f);
+            }
+}
+
+/* Frozen objects reuse the transformed filter until told otherwise;
+ * unfrozen ones follow every change. */
+static void test_frozen(void) {
+    fx f;
+    CHECK(fx_init(&f, 2, 6, 6, 8, 8, 1, 700) == 0);
+    size_t ny = dj_tensor_numel(&f.y);
+    dj_wino *fz = NULL, *lv = NULL;
+    CHECK_OK(dj_wino_create(&fz, 8, 8, 1, 1));
+    CHECK_OK(dj_wino_create(&lv, 8, 8, 1, 0));
+    CHECK_OK(dj_wino_forward(fz, &f.x, f.w, f.b, &f.y, 0, 0));
+    float *y1 = copy_of(&f.y);
+    for (int i = 0; i < 8 * 8 * 9; i++) f.w[i] *= 2.f;
+    CHECK_OK(dj_wino_forward(fz, &f.x, f.w, f.b, &f.y, 0, 0));
+    CHECK(memcmp(y1, f.y.data, ny * sizeof(float)) == 0); /* stale, by contract */
+    dj_wino_weights_changed(fz);
+    CHECK_OK(dj_wino_forward(fz, &f.x, f.w, f.b, &f.y, 0, 0));
+    float *y2 = copy_of(&f.y);
+    CHECK(memcmp(y1, y2, ny * sizeof(float)) != 0);
+    CHECK_OK(dj_wino_forward(lv, &f.x, f.w, f.b, &f.y, 0, 0));
+    CHECK(memcmp(y2, f.y.data, ny * sizeof(float)) == 0);
+    /* tile size change invalidates the cache too */
+    CHECK_OK(dj_wino_tune(fz, 2, 0));
+    CHECK_OK(dj_wino_forward(fz, &f.x, f.w, f.b, &f.y, 0, 0));
+    CHECK(rel_err(f.y.data, y2, ny) <= TOL);
+    free(y1);
+    free(y2);
+    dj_wino_destroy(fz);
+    dj_wino_destroy(lv);
+    fx_free(&f);
+}
+
+/* Thread counts 1..3 give identical results (each output tile is computed
+ * by one thread with the same arithmetic). */
+static void test_threads(void) {
+    int keep = dj_get_num_threads();
+    fx f;
+    CHECK(fx_init(&f, 3, 9, 9, 16, 16, 1, 800) == 0);
+    size_t ny = dj_tensor_numel(&f.y);
+    dj_wino *o = NULL;
+    CHECK_OK(dj_wino_create(&o, 16, 16, 1, 0));
+    CHECK_OK(dj_wino_tune(o, 4, 6));
+    float *ys[3];
+    for (int t = 1; t <= 3; t++) {
+        dj_set_num_threads(t);
+        CHECK_OK(dj_wino_forward(o, &f.x, f.w, f.b, &f.y, 0, 1));
+        ys[t - 1] = copy_of(&f.y);
+    }
+    CHECK(memcmp(ys[0], ys[1], ny * sizeof(float)) == 0);
+    CHECK(memcmp(ys[0], ys[2], ny * sizeof(float)) == 0);
+    for (int t = 0; t < 3; t++) free(ys[t]);
+    dj_set_num_threads(keep);
+    dj_wino_destroy(o);
+    fx_free(&f);
+}
+
+static void test_bad_args(void) {
+    dj_wino *o = NULL;
+    CHECK_FAILS(dj_wino_create(&o, 0, 4, 1, 0), DJ_EINVAL, "cin");
+    CHECK_FAILS(dj_wino_create(&o, 4, 4, 3, 0), DJ_EINVAL, "pad");
+    CHECK_OK(dj_wino_create(&o, 4, 5, 1, 0));
+    CHECK_FAILS(dj_wino_tune(o, 3, 0), DJ_EINVAL, "m = 3");
+    fx f;
+    CHECK(fx_init(&f, 1, 4, 4, 4, 5, 1, 900) == 0);
+    dj_tensor y = f.y;
+    y.w = 3;
+    CHECK_FAILS(dj_wino_forward(o, &f.x, f.w, NULL, &y, 0, 0), DJ_EINVAL, "y is");
+    dj_tensor x = f.x;
+    x.c = 3;
+    CHECK_FAILS(dj_wino_forward(o, &x, f.w, NULL, &f.y, 0, 0), DJ_EINVAL, "channels");
+    CHECK_FAILS(dj_wino_backward_data(o, &y, f.w, &f.dx, 0), DJ_EINVAL, "dy is");
+    dj_tensor alias = f.y; /* y over x's memory (x has 4 channels, y 5: fits in x + dx) */
+    alias.data = f.x.data;
+    dj_tensor small = f.x;
+    small.n = 1;
+    CHECK_FAILS(dj_wino_forward(o, &small, f.w, NULL, &alias, 0, 0), DJ_EINVAL, "overlap");
+    dj_wino_destroy(o);
+    fx_free(&f);
+}
+
+/* dj_conv_* with desc.winograd on 3x3/s1/p1 routes forward (input cin >= 8)
+ * and backward-data (input cout >= 8) through this kernel: results match
+ * the naive loops within Winograd's precision, with post-ops, accumulation
+ * and frozen weights; backward-weights stays oneDNN's. */
+static void test_conv_routing(void) {
+    static const int chans[][2] = {{9, 17}, {5, 17}, {17, 5}};
+    dj_backend_set_strict(0); /* odd channel counts may get slow oneDNN kernels */
+    for (int ch = 0; ch < 3; ch++)
+        for (int post = 0; post < 4; post++) {
+            int cin = chans[ch][0], cout = chans[ch][1];
+            dj_conv_desc d = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .bias = post & 1,
+                              .post_sum = post >> 1, .post_relu = post >> 1, .winograd = 1, .frozen = post == 3};
+            dj_conv *c = NULL;
+            CHECK_OK(dj_conv_create(&c, &d));
+            fx f;
+            CHECK(fx_init(&f, 3, 7, 5, cin, cout, 1, 950 + post) == 0);
+            size_t ny = dj_tensor_numel(&f.y), nx = dj_tensor_numel(&f.x);
+            const float *b = d.bias ? f.b : NULL;
+            gc_fill(f.y.data, ny, -1.f, 1.f, 3);
+            float *ref = copy_of(&f.y);
+            dj_tensor r = f.y;
+            r.data = ref;
+            ref_forward(&f.x, f.w, b, 1, d.post_sum, d.post_relu, &r);
+            CHECK_OK(dj_conv_forward(c, &f.x, f.w, b, &f.y));
+            CHECK(rel_err(f.y.data, ref, ny) <= TOL);
+            CHECK((strstr(dj_conv_impl_name(c, 0), "winograd") != NULL) == (cin >= 8));
+            free(ref);
+            gc_fill(f.dx.data, nx, -1.f, 1.f, 4);
+            ref = copy_of(&f.dx);
+            r = f.dx;
+            r.data = ref;
+            ref_backward_data(&f.dy, f.w, 1, 1, &r);
+            CHECK_OK(dj_conv_backward_data(c, &f.dy, f.w, &f.dx, 1));
+            CHECK(rel_err(f.dx.data, ref, nx) <= TOL);
+            CHECK((strstr(dj_conv_impl_name(c, 1), "winograd") != NULL) == (cout >= 8));
+            free(ref);
+            if (d.frozen) {
+                /* New weights reach the cached filters after weights_changed. */
+                for (size_t i = 0; i < (size_t)cout * cin * 9; i++) f.w[i] = -f.w[i];
+                dj_conv_weights_changed(c);
+                gc_fill(f.y.data, ny, -1.f, 1.f, 3);
+                ref = copy_of(&f.y);
+                r = f.y;
+                r.data = ref;
+                ref_forward(&f.x, f.w, b, 1, d.post_sum, d.post_relu, &r);
+                CHECK_OK(dj_conv_forward(c, &f.x, f.w, b, &f.y));
+                CHECK(rel_err(f.y.data, ref, ny) <= TOL);
+                free(ref);
+            } else {
+                float *dw = calloc((size_t)cout * cin * 9, sizeof(float));
+                CHECK_OK(dj_conv_backward_weights(c, &f.x, &f.dy, dw, NULL));
+                CHECK(strstr(dj_conv_impl_name(c, 2), "winograd") == NULL);
+                /* dw[k][c][ky][kx] = sum x[iy][ix][c] dy[oy][ox][k] */
+                double e = 0;
+                for (int k = 0; k < cout; k++)
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                double sum = 0;
+                                for (int n = 0; n < 3; n++)
+                                    for (int oy = 0; oy < 7; oy++)
+                                        for (int ox = 0; ox < 5; ox++) {
+                                            int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                                            if (iy < 0 || iy >= 7 || ix < 0 || ix >= 5) continue;
+                                            sum += (double)f.x.data[((n * 7 + iy) * 5 + ix) * cin + ci] *
+                                                   f.dy.data[((n * 7 + oy) * 5 + ox) * cout + k];
+                                        }
+                                double err = fabs(sum - dw[((k * cin + ci) * 3 + ky) * 3 + kx]);
+                                if (err > e) e = err;
+                            }
+                CHECK(e <= 1e-4);
+                free(dw);
+            }
+            dj_conv_destroy(c);
+            fx_free(&f);
+        }
+    dj_backend_set_strict(1);
+    /* Shapes outside the rule keep oneDNN (stride 2 here). */
+    dj_conv_desc d2 = {.cin = 16, .cout = 16, .k = 3, .stride = 2, .pad = 1, .winograd = 1};
+    dj_conv *c2 = NULL;
+    CHECK_OK(dj_conv_create(&c2, &d2));
+    fx f;
+    CHECK(fx_init(&f, 1, 8, 8, 16, 16, 1, 990) == 0);
+    dj_tensor y;
+    CHECK_OK(dj_tensor_alloc(&y, 1, 4, 4, 16));
+    CHECK_OK(dj_conv_forward(c2, &f.x, f.w, NULL, &y));
+    CHECK(strstr(dj_conv_impl_name(c2, 0), "winograd") == NULL);
+    dj_tensor_free(&y);
+    dj_conv_destroy(c2);
+    fx_free(&f);
+}
+
+int main(void) {
+    RUN(test_awkward);
+    RUN(test_elementwise);
+    RUN(test_gradcheck);
+    RUN(test_vs_onednn);
+    RUN(test_frozen);
+    RUN(test_threads);
+    RUN(test_bad_args);
+    RUN(test_conv_routing);
+    return check_report("test_winograd");
+}
