@@ -97,5 +97,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/dmvjnd $(DESTDIR)$(PREFIX)/lib/libdmvjnd.* \
 	       $(DESTDIR)$(PREFIX)/bin/dmvjnd $(DESTDIR)$(PREFIX)/lib/pkgconfig/dmvjnd.pc
 
+# libFuzzer harnesses (clang), FUZZ_SECONDS each; see tests/fuzz/run.sh.
+.PHONY: fuzz
+fuzz:
+	bash tests/fuzz/run.sh
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz build-valgrind

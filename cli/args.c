@@ -1,6 +1,8 @@
 #include "args.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +28,18 @@ static int parse_number(const char *cmd, const cli_opt *o, const char *text) {
         fprintf(stderr, "dmvjnd %s: --%s expects a number, got '%s'\n", cmd, o->name, text);
         return EXIT_USAGE;
     }
-    if (o->kind == OPT_INT && v != (double)(long long)v) {
+    /* (long long)v is undefined beyond its range: huge values are integers
+     * anyway, and the range check below refuses them. */
+    if (o->kind == OPT_INT && fabs(v) < 9e18 && v != (double)(long long)v) {
         fprintf(stderr, "dmvjnd %s: --%s expects an integer, got '%s'\n", cmd, o->name, text);
         return EXIT_USAGE;
     }
     if (o->min <= o->max && (v < o->min || v > o->max)) {
         fprintf(stderr, "dmvjnd %s: --%s %s is out of range [%g, %g]\n", cmd, o->name, text, o->min, o->max);
+        return EXIT_USAGE;
+    }
+    if (o->kind == OPT_INT && !(v >= INT_MIN && v <= INT_MAX)) {
+        fprintf(stderr, "dmvjnd %s: --%s %s is out of range\n", cmd, o->name, text);
         return EXIT_USAGE;
     }
     if (o->kind == OPT_INT)

@@ -1,15 +1,53 @@
 /* dmvjnd bench: training-step and inference throughput of a model. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 #include "commands.h"
 #include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/graph.h"
+
+/* --jnd: images/s of the JND training step (E-D + four frozen classifiers). */
+static int bench_jnd(dj_bench_config *cfg, float width, const char *cls, int json, int threads) {
+    const char *paths[8];
+    int n = 0;
+    char *list = cls ? strdup(cls) : NULL;
+    for (char *t = list ? strtok(list, ",") : NULL; t; t = strtok(NULL, ",")) {
+        if (n == 8) {
+            fprintf(stderr, "dmvjnd bench: --jnd-classifiers takes at most 8 files\n");
+            free(list);
+            return EXIT_USAGE;
+        }
+        paths[n++] = t;
+    }
+    cfg->jnd_width = width;
+    cfg->jnd_classifiers = paths;
+    cfg->jnd_nclassifiers = n;
+    dj_set_num_threads(threads);
+    dj_bench_result r;
+    int st = dj_bench_run(cfg, &r);
+    free(list);
+    if (st) return cli_fail("bench", st);
+    if (json)
+        printf("{\"model\": \"jnd\", \"batch\": %d, \"threads\": %d, \"jnd_width\": %g, \"classifiers\": %d, "
+               "\"ed_params\": %.0f, \"ed_mflop_per_img\": %.2f, \"jnd_train_img_per_s\": %.1f}\n",
+               cfg->batch, r.threads, width, r.jnd_classifiers, r.jnd_ed_params, r.jnd_ed_mflop, r.jnd_img_per_s);
+    else
+        printf("JND training step (E-D width %g: %.3f M parameters, %.1f MFLOP/image; %d frozen %s classifiers; "
+               "batch %d, %d threads):\n  %8.1f images/s (median of %d runs, range %.1f-%.1f)\n",
+               width, r.jnd_ed_params / 1e6, r.jnd_ed_mflop, r.jnd_classifiers, n ? "loaded" : "freshly initialised",
+               cfg->batch, r.threads, r.jnd_img_per_s, cfg->runs, r.jnd_min, r.jnd_max);
+    return EXIT_OK;
+}
 
 int cmd_bench(int argc, char **argv) {
     dj_bench_config cfg = dj_bench_defaults();
     const char *mode = "both";
-    int json = 0, threads = 0, help = 0;
+    int json = 0, threads = 0, help = 0, no_winograd = 0;
+    double jnd_width = 1;
+    const char *jnd_cls = NULL;
     cli_opt opts[] = {
         {"model", OPT_STRING, &cfg.model, "model to benchmark (default resnet20)", 1, 0},
         {"batch", OPT_INT, &cfg.batch, "batch size (default 128)", 1, 4096},
@@ -20,10 +58,18 @@ int cmd_bench(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "threads (default: all cores)", 0, 1024},
         {"json", OPT_FLAG, &json, "print one JSON object", 0, 0},
         {"profile", OPT_FLAG, &cfg.profile, "print time per layer kind of the training step", 0, 0},
+        {"no-winograd", OPT_FLAG, &no_winograd, "oneDNN's direct kernel for every convolution", 0, 0},
+        {"jnd", OPT_FLAG, &cfg.jnd, "the DMV-JND training step instead (same as --model jnd)", 0, 0},
+        {"jnd-width", OPT_FLOAT, &jnd_width, "E-D width multiplier of the JND step (default 1)", 0.01, 16},
+        {"jnd-classifiers", OPT_STRING, &jnd_cls,
+         "classifier weights files of the JND step, comma separated (default: 4 freshly initialised)", 1, 0},
     };
     int rc = cli_parse("bench", "Measures images/s of a training step and of inference on synthetic data.", argc,
                        argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) return rc;
+    dj_graph_set_default_winograd(!no_winograd);
+    if (!strcmp(cfg.model, "jnd")) cfg.jnd = 1;
+    if (cfg.jnd) return bench_jnd(&cfg, (float)jnd_width, jnd_cls, json, threads);
     cfg.train = mode[0] == 'b' || mode[0] == 't';
     cfg.infer = mode[0] == 'b' || mode[0] == 'i';
     if (!cfg.train && !cfg.infer) {

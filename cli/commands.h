@@ -7,5 +7,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_train_classifier(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_cam(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

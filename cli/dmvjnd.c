@@ -17,6 +17,7 @@ static const command commands[] = {
     {"train-classifier", cmd_train_classifier, "train a CIFAR-10 classifier (checkpoints, resume, CSV log)"},
     {"classify", cmd_classify, "labels and confidences of classifiers on CIFAR-10 or PNG images"},
     {"cam", cmd_cam, "class activation maps of classifiers (PNG heat maps, raw floats)"},
+    {"train", cmd_train, "train the DMV-JND network (presets paper/fast, CSV, plots, checkpoints, resume)"},
 };
 
 static void usage(FILE *f) {

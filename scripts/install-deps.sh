@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dmvjnd needs on Debian 12 (bookworm): a C compiler, oneDNN,
-# libpng, and PyTorch + NumPy for the parity checks and the benchmark peer.
+# libpng, PyTorch + NumPy for the parity checks and the benchmark peer, and
+# clang (libFuzzer) and valgrind for the robustness checks.
 # Run as root (or with sudo). Packages already present are left alone.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ pkgs=(build-essential pkg-config libdnnl-dev libpng-dev zlib1g-dev python3 pytho
 if [ "${DMVJND_NO_TORCH:-0}" = 1 ]; then
     pkgs=(build-essential pkg-config libdnnl-dev libpng-dev zlib1g-dev)
 fi
+# scripts/ci-robustness.sh: libFuzzer harnesses (clang and its runtime), valgrind.
+pkgs+=(clang libclang-rt-14-dev valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,16 @@ typedef struct dj_bench_config {
     int steps;         /* steps per timed run */
     int train, infer;  /* which parts to run */
     int profile;       /* fill profile_text with per-layer-kind times */
+    /* jnd = 1: time the DMV-JND training step instead (dj_jnd_step_run,
+     * dmvjnd/jnd_train.h): the E-D at width jnd_width (0 = 1) trained with
+     * Adam through frozen classifiers, the paper's loss (alpha = beta = 1,
+     * x_hat clipped). Classifiers: the weights files jnd_classifiers[0..
+     * jnd_nclassifiers), or freshly initialised alexnet, vgg11bn, resnet20
+     * and densenet40bc when jnd_nclassifiers is 0 (so it runs anywhere). */
+    int jnd;
+    float jnd_width;
+    const char *const *jnd_classifiers;
+    int jnd_nclassifiers;
 } dj_bench_config;
 
 typedef struct dj_bench_result {
@@ -32,6 +42,9 @@ typedef struct dj_bench_result {
     int threads;
     char profile_text[2048];       /* training step */
     char infer_profile_text[2048]; /* inference */
+    double jnd_img_per_s, jnd_min, jnd_max; /* JND training step (cfg->jnd)  */
+    double jnd_ed_params, jnd_ed_mflop;     /* its E-D                        */
+    int jnd_classifiers;
 } dj_bench_result;
 
 dj_bench_config dj_bench_defaults(void);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
@@ -47,6 +48,7 @@ typedef struct png_ctx {
     uint8_t *pixels;    /* read: h*w*3 (dj_malloc)                      */
     png_bytep *rows;    /* read: row pointers (malloc)                  */
     int h, w;           /* read: size of ctx->pixels                    */
+    long long file_size; /* read: bytes in the file (-1: unknown)        */
     uint8_t *out;       /* write: encoded bytes so far (malloc)         */
     size_t out_len, out_cap;
     int status;         /* DJ_E* of the first failure, 0 if none        */
@@ -110,6 +112,18 @@ static int read_png(png_ctx *ctx, png_structp png, png_infop info, int sig_bytes
         fail(ctx, DJ_EFORMAT, m);
         png_error(png, ctx->msg);
     }
+    /* No giant allocation for a header that lies: deflate compresses at
+     * most 1032:1, so the h rows of (1 filter byte + rowbytes) need at least
+     * 1/1032 of their size in the file. A 16384x16384 IHDR in a 100-byte
+     * file is refused here instead of allocating 805 MB for its pixels. */
+    unsigned long long raw = (unsigned long long)h * (png_get_rowbytes(png, info) + 1);
+    if (ctx->file_size >= 0 && raw / 1032 > (unsigned long long)ctx->file_size) {
+        char m[200];
+        snprintf(m, sizeof m, "truncated PNG: %lux%lu pixels need at least %llu bytes of image data, the file has %lld",
+                 (unsigned long)w, (unsigned long)h, raw / 1032, ctx->file_size);
+        fail(ctx, DJ_EFORMAT, m);
+        png_error(png, ctx->msg);
+    }
     /* To 8-bit RGB. libpng applies these in its own fixed order, so the
      * call order here does not matter. png_set_expand: palette -> RGB,
      * grey < 8 bits -> 8 bits, tRNS -> alpha (then stripped below). */
@@ -166,6 +180,8 @@ int dj_png_read(const char *path, dj_image *img) {
     memset(&ctx, 0, sizeof ctx);
     ctx.path = path;
     ctx.fp = fp;
+    struct stat st;
+    ctx.file_size = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) ? (long long)st.st_size : -1;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {

@@ -55,6 +55,10 @@ int dj_schedule_check(const dj_schedule *s) {
         }
         if (!isfinite(s->gamma) || s->gamma <= 0)
             return dj_error(DJ_EINVAL, "schedule: gamma %g must be finite and > 0", s->gamma);
+        /* Each factor finite is not enough: gamma 1e284 twice is +inf. */
+        if (!isfinite(s->base_lr * pow(s->gamma, (double)s->n_milestones)))
+            return dj_error(DJ_EINVAL, "schedule: the rate after the last milestone, %g * %g^%d, is not finite",
+                            s->base_lr, s->gamma, s->n_milestones);
         return DJ_OK;
     case DJ_SCHED_COSINE:
         if (s->total_steps < 1)
@@ -77,6 +81,9 @@ int dj_schedule_check(const dj_schedule *s) {
         if (!isfinite(s->final_div_factor) || s->final_div_factor <= 0)
             return dj_error(DJ_EINVAL, "schedule: onecycle final_div_factor %g must be finite and > 0",
                             s->final_div_factor);
+        if (!isfinite(s->base_lr / s->div_factor / s->final_div_factor))
+            return dj_error(DJ_EINVAL, "schedule: onecycle's final rate %g / %g / %g is not finite", s->base_lr,
+                            s->div_factor, s->final_div_factor);
         if (s->warmup_steps != 0)
             return dj_error(DJ_EINVAL, "schedule: onecycle has its own warm-up; warmup_steps must be 0");
         return DJ_OK;

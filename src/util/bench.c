@@ -7,11 +7,12 @@
 #include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
+#include "dmvjnd/jnd_train.h"
 #include "dmvjnd/models.h"
 #include "util/timer.h"
 
 dj_bench_config dj_bench_defaults(void) {
-    dj_bench_config c = {"resnet20", 128, 3, 5, 5, 1, 1, 0};
+    dj_bench_config c = {"resnet20", 128, 3, 5, 5, 1, 1, 0, 0, 0.0f, NULL, 0};
     return c;
 }
 
@@ -32,6 +33,9 @@ typedef struct bench_state {
     int32_t *labels;
     float *probs;
     dj_rng rng;
+    dj_jnd_step *jnd; /* cfg->jnd: the JND step, its c and labels */
+    dj_tensor jc;
+    int32_t *jlabels;
 } bench_state;
 
 static int train_step(bench_state *s) {
@@ -51,6 +55,11 @@ static int infer_step(bench_state *s) { return dj_graph_forward(s->g, &s->x, 0, 
 static int frozen_step(bench_state *s) {
     int rc = dj_graph_forward(s->g, &s->x, 0, NULL, NULL);
     return rc ? rc : dj_graph_backward(s->g, &s->dlogits, &s->dx);
+}
+
+static int jnd_step(bench_state *s) {
+    dj_jnd_step_stats st;
+    return dj_jnd_step_run(s->jnd, &s->x, &s->jc, s->jlabels, s->opt, 1e-5f, &s->rng, &st);
 }
 
 /* Times cfg->runs runs of cfg->steps calls of step(); fills img/s stats. */
@@ -100,10 +109,66 @@ static int make_optim(dj_graph *g, dj_optim **opt) {
     return rc;
 }
 
+/* The JND training step: E-D + Adam (the paper's lr 1e-5, weight decay
+ * 1e-3) through frozen classifiers, on synthetic x, c and labels. */
+static int jnd_bench(const dj_bench_config *cfg, dj_bench_result *res) {
+    static const char *const fresh[4] = {"alexnet", "vgg11bn", "resnet20", "densenet40bc"};
+    dj_classifier cls[DJ_JND_MAX_CLASSIFIERS];
+    dj_graph *g[DJ_JND_MAX_CLASSIFIERS] = {0};
+    int K = cfg->jnd_nclassifiers > 0 ? cfg->jnd_nclassifiers : 4, loaded = 0, rc = DJ_OK;
+    if (K > DJ_JND_MAX_CLASSIFIERS) return dj_error(DJ_EINVAL, "bench: %d classifiers (at most %d)", K,
+                                                    DJ_JND_MAX_CLASSIFIERS);
+    bench_state s;
+    memset(&s, 0, sizeof s);
+    dj_rng_seed(&s.rng, 1);
+    if (cfg->jnd_nclassifiers > 0) {
+        if ((rc = dj_jnd_classifiers_load(cls, cfg->jnd_classifiers, K, NULL, NULL))) return rc;
+        loaded = 1;
+        for (int k = 0; k < K; k++) g[k] = cls[k].graph;
+    } else {
+        for (int k = 0; !rc && k < K; k++)
+            if (!(rc = dj_model_build(&g[k], fresh[k], 10, &s.rng))) rc = dj_graph_freeze(g[k]);
+    }
+    dj_jnd_ed_config ec = dj_jnd_ed_defaults();
+    if (cfg->jnd_width > 0) ec.width = cfg->jnd_width;
+    dj_optim_config oc = dj_optim_defaults(DJ_OPTIM_ADAM);
+    oc.weight_decay = 1e-3;
+    dj_jnd_step_config sc = {1.0f, 1.0f, dj_jnd_loss_defaults(), 1};
+    if (!rc) rc = dj_model_jnd_ed(&s.g, &ec, 32, 32, &s.rng);
+    if (!rc) rc = dj_graph_make_optim(s.g, &oc, &s.opt);
+    if (!rc) rc = dj_jnd_step_create(&s.jnd, s.g, g, K, cfg->batch, &sc);
+    if (!rc) rc = dj_tensor_alloc(&s.x, cfg->batch, 32, 32, 3);
+    if (!rc) rc = dj_tensor_alloc(&s.jc, cfg->batch, 32, 32, 1);
+    if (!rc && !(s.jlabels = malloc((size_t)cfg->batch * K * sizeof *s.jlabels)))
+        rc = dj_error(DJ_ENOMEM, "bench: out of memory");
+    if (!rc) {
+        for (size_t i = 0; i < dj_tensor_numel(&s.x); i++) s.x.data[i] = 2 * dj_rng_uniform(&s.rng) - 1;
+        for (size_t i = 0; i < dj_tensor_numel(&s.jc); i++) s.jc.data[i] = dj_rng_uniform(&s.rng);
+        for (int i = 0; i < cfg->batch * K; i++) s.jlabels[i] = (int32_t)dj_rng_below(&s.rng, 10);
+        res->jnd_ed_params = (double)dj_graph_trainable_count(s.g);
+        res->jnd_ed_mflop = dj_graph_flops(s.g) / 1e6;
+        res->jnd_classifiers = K;
+        res->threads = dj_get_num_threads();
+        rc = time_runs(cfg, &s, jnd_step, &res->jnd_img_per_s, &res->jnd_min, &res->jnd_max);
+    }
+    dj_jnd_step_destroy(s.jnd);
+    dj_optim_destroy(s.opt);
+    dj_graph_destroy(s.g);
+    dj_tensor_free(&s.x);
+    dj_tensor_free(&s.jc);
+    free(s.jlabels);
+    if (loaded)
+        dj_jnd_classifiers_free(cls, K);
+    else
+        for (int k = 0; k < K; k++) dj_graph_destroy(g[k]);
+    return rc;
+}
+
 int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
     memset(res, 0, sizeof *res);
     if (cfg->batch < 1 || cfg->runs < 1 || cfg->steps < 1 || cfg->warmup < 0)
         return dj_error(DJ_EINVAL, "bench: batch, runs and steps must be >= 1");
+    if (cfg->jnd) return jnd_bench(cfg, res);
     bench_state s;
     memset(&s, 0, sizeof s);
     dj_rng_seed(&s.rng, 1);
