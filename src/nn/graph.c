@@ -168,7 +168,9 @@ void dj_graph_destroy(dj_graph *g) {
     free(g);
 }
 
-static int default_winograd = 1;
+/* Off by default: with it on, the E-D's gradients disagree with PyTorch by
+ * ~1% (tools/torch/check_jnd.py, test_jnd_ed), not yet explained. */
+static int default_winograd = 0;
 void dj_graph_set_default_winograd(int on) { default_winograd = on != 0; }
 int dj_graph_default_winograd(void) { return default_winograd; }
 

@@ -53,7 +53,7 @@ obj() {
 }
 
 build() {
-    local name=$1 variant flags libs=() srcs=() link=""
+    local name=$1 variant flags srcs=() link=""
     case $name in
     json) variant=full; srcs=(src/io/json.c src/core/error.c) ;;
     safetensors) variant=full; srcs=(src/io/safetensors.c src/io/json.c src/util/fileio.c src/core/error.c src/core/tensor.c) ;;
