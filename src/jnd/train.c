@@ -20,6 +20,7 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
+#include "train/recipe.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_train.h"
 #include "dmvjnd/models.h"
@@ -289,46 +290,6 @@ int dj_jnd_train_preset(dj_jnd_train_config *c, const char *name) {
 
 #define RECIPE_MAX 40
 
-typedef struct recipe_buf {
-    dj_kv *kv;
-    int n;
-    char *buf;
-    size_t size, used;
-    int overflow;
-} recipe_buf;
-
-static void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...) {
-    if (r->overflow || r->n >= RECIPE_MAX) {
-        r->overflow = 1;
-        return;
-    }
-    size_t klen = strlen(key) + 1;
-    if (r->used + klen >= r->size) {
-        r->overflow = 1;
-        return;
-    }
-    char *k = r->buf + r->used;
-    memcpy(k, key, klen);
-    r->used += klen;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(r->buf + r->used, r->size - r->used, fmt, ap);
-    va_end(ap);
-    if (len < 0 || (size_t)len + 1 > r->size - r->used) {
-        r->overflow = 1;
-        return;
-    }
-    r->kv[r->n].key = k;
-    r->kv[r->n].value = r->buf + r->used;
-    r->n++;
-    r->used += (size_t)len + 1;
-}
 
 /* Keys reported, not compared, on resume. */
 static int recipe_key_informational(const char *key) {
@@ -730,7 +691,7 @@ static void make_tags(job *j) {
 
 static int build_recipe(job *j) {
     const dj_jnd_train_config *cfg = j->cfg;
-    recipe_buf r = {j->recipe, 0, j->recipe_buf, sizeof j->recipe_buf, 0, 0};
+    recipe_buf r = {j->recipe, 0, RECIPE_MAX, j->recipe_buf, sizeof j->recipe_buf, 0, 0};
     char files[4096] = "", hashes[1024] = "";
     size_t fl = 0, hl = 0;
     for (int k = 0; k < j->K; k++) {

@@ -18,6 +18,7 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
+#include "train/recipe.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
@@ -48,50 +49,9 @@ dj_train_config dj_train_defaults(void) {
 
 /* ------------------------------------------------------------ the recipe */
 
-/* Appends "key\0value\0" to buf and a pair pointing at them to kv. */
-typedef struct recipe_buf {
-    dj_kv *kv;
-    int n;
-    char *buf;
-    size_t size, used;
-    int overflow;
-} recipe_buf;
-
-static void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...) {
-    if (r->overflow || r->n >= DJ_TRAIN_RECIPE_MAX) {
-        r->overflow = 1;
-        return;
-    }
-    size_t klen = strlen(key) + 1;
-    if (r->used + klen >= r->size) {
-        r->overflow = 1;
-        return;
-    }
-    char *k = r->buf + r->used;
-    memcpy(k, key, klen);
-    r->used += klen;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(r->buf + r->used, r->size - r->used, fmt, ap);
-    va_end(ap);
-    if (len < 0 || (size_t)len + 1 > r->size - r->used) {
-        r->overflow = 1;
-        return;
-    }
-    r->kv[r->n].key = k;
-    r->kv[r->n].value = r->buf + r->used;
-    r->n++;
-    r->used += (size_t)len + 1;
-}
 
 int dj_train_recipe(const dj_train_config *cfg, int train_images, dj_kv *kv, char *buf, size_t buf_size) {
-    recipe_buf r = {kv, 0, buf, buf_size, 0, 0};
+    recipe_buf r = {kv, 0, DJ_TRAIN_RECIPE_MAX, buf, buf_size, 0, 0};
     const dj_optim_config *o = &cfg->optim;
     recipe_add(&r, "train.arch", "%s", cfg->arch ? cfg->arch : "");
     recipe_add(&r, "train.epochs", "%d", cfg->epochs);
