@@ -8,6 +8,7 @@
 #include "dmvjnd/cam.h"
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
+#include "train/recipe.h"
 #include "dmvjnd/jnd_train.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
@@ -30,23 +31,6 @@ int dj_jnd_unit_from_name(const char *name, int *unit) {
 
 const char *dj_jnd_unit_name(int unit) {
     return unit == DJ_JND_UNIT_NORMALIZED ? "normalized" : unit == DJ_JND_UNIT_PIXEL01 ? "pixel01" : "?";
-}
-
-/* "a,b,c" -> three finite floats; 0 on success. */
-static int parse_triple(const char *s, float v[3]) {
-    const char *c = s;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        double d = strtod(c, &end);
-        if (end == c || !isfinite(d)) return -1;
-        v[i] = (float)d;
-        c = end;
-        if (i < 2) {
-            if (*c != ',') return -1;
-            c++;
-        }
-    }
-    return *c ? -1 : 0;
 }
 
 static int parse_float(const char *s, float *v) {
@@ -84,7 +68,7 @@ static int load_with_builder(dj_classifier *c, const char *path, dj_model_builde
     }
     strcpy(c->arch, arch);
     for (int i = 0; i < 3; i++) c->mean[i] = c->std[i] = 0.5f;
-    if ((mean && parse_triple(mean, c->mean)) || (sd && parse_triple(sd, c->std))) {
+    if ((mean && recipe_parse_triple(mean, c->mean)) || (sd && recipe_parse_triple(sd, c->std))) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata train.mean/train.std are not three numbers a,b,c", path);
         goto fail;
     }
@@ -236,9 +220,9 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
     else if (parse_float(dj_st_metadata(f, "jnd.beta"), &m->beta)) what = "jnd.beta";
     else if (parse_int(dj_st_metadata(f, "jnd.input_h"), &m->h)) what = "jnd.input_h";
     else if (parse_int(dj_st_metadata(f, "jnd.input_w"), &m->w)) what = "jnd.input_w";
-    else if (!dj_st_metadata(f, "norm.mean") || parse_triple(dj_st_metadata(f, "norm.mean"), m->norm.mean))
+    else if (!dj_st_metadata(f, "norm.mean") || recipe_parse_triple(dj_st_metadata(f, "norm.mean"), m->norm.mean))
         what = "norm.mean";
-    else if (!dj_st_metadata(f, "norm.std") || parse_triple(dj_st_metadata(f, "norm.std"), m->norm.std) ||
+    else if (!dj_st_metadata(f, "norm.std") || recipe_parse_triple(dj_st_metadata(f, "norm.std"), m->norm.std) ||
              !(m->norm.std[0] > 0 && m->norm.std[1] > 0 && m->norm.std[2] > 0))
         what = "norm.std";
     else if (!names)

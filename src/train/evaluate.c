@@ -8,6 +8,7 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
+#include "train/recipe.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
 #include "dmvjnd/train.h"
@@ -84,23 +85,6 @@ int dj_evaluate(dj_graph *g, const dj_cifar10 *ds, const float mean[3], const fl
     return rc;
 }
 
-/* "a,b,c" -> three finite floats; 0 on success. */
-static int parse_triple(const char *s, float v[3]) {
-    const char *c = s;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        double d = strtod(c, &end);
-        if (end == c || !isfinite(d)) return -1;
-        v[i] = (float)d;
-        c = end;
-        if (i < 2) {
-            if (*c != ',') return -1;
-            c++;
-        }
-    }
-    return *c ? -1 : 0;
-}
-
 int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
     if (!c || !path) return dj_error(DJ_EINVAL, "dj_classifier_load: NULL argument");
     memset(c, 0, sizeof *c);
@@ -122,11 +106,11 @@ int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
     }
     strcpy(c->arch, arch);
     for (int i = 0; i < 3; i++) c->mean[i] = c->std[i] = 0.5f;
-    if (mean && parse_triple(mean, c->mean)) {
+    if (mean && recipe_parse_triple(mean, c->mean)) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata train.mean = '%.60s' is not three numbers a,b,c", path, mean);
         goto fail;
     }
-    if (sd && (parse_triple(sd, c->std) || !(c->std[0] > 0 && c->std[1] > 0 && c->std[2] > 0))) {
+    if (sd && (recipe_parse_triple(sd, c->std) || !(c->std[0] > 0 && c->std[1] > 0 && c->std[2] > 0))) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata train.std = '%.60s' is not three positive numbers a,b,c", path, sd);
         goto fail;
     }

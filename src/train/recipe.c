@@ -1,6 +1,8 @@
 #include "train/recipe.h"
 
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,4 +31,20 @@ void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...) {
     r->kv[r->n].value = r->buf + r->used;
     r->n++;
     r->used += (size_t)len + 1;
+}
+
+int recipe_parse_triple(const char *s, float v[3]) {
+    const char *c = s;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        double d = strtod(c, &end);
+        if (end == c || !isfinite(d)) return -1;
+        v[i] = (float)d;
+        c = end;
+        if (i < 2) {
+            if (*c != ',') return -1;
+            c++;
+        }
+    }
+    return *c ? -1 : 0;
 }

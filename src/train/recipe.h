@@ -1,6 +1,6 @@
 /* Key/value text pairs written into one caller buffer: the training recipes
  * that weights files and checkpoints carry as metadata (classifier and JND
- * training share it). */
+ * training share it), and the parsing of their values. */
 #ifndef DMVJND_TRAIN_RECIPE_H
 #define DMVJND_TRAIN_RECIPE_H
 
@@ -24,5 +24,9 @@ void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* "a,b,c" (a recipe value such as the normalisation's mean) -> three
+ * finite floats; 0 on success, -1 otherwise. */
+int recipe_parse_triple(const char *s, float v[3]);
 
 #endif
