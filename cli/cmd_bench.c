@@ -45,7 +45,7 @@ static int bench_jnd(dj_bench_config *cfg, float width, const char *cls, int jso
 int cmd_bench(int argc, char **argv) {
     dj_bench_config cfg = dj_bench_defaults();
     const char *mode = "both";
-    int json = 0, threads = 0, help = 0, winograd = 0;
+    int json = 0, threads = 0, help = 0;
     double jnd_width = 1;
     const char *jnd_cls = NULL;
     cli_opt opts[] = {
@@ -58,7 +58,6 @@ int cmd_bench(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "threads (default: all cores)", 0, 1024},
         {"json", OPT_FLAG, &json, "print one JSON object", 0, 0},
         {"profile", OPT_FLAG, &cfg.profile, "print time per layer kind of the training step", 0, 0},
-        {"winograd", OPT_FLAG, &winograd, "3x3 convolutions on the own Winograd kernel (experimental)", 0, 0},
         {"jnd", OPT_FLAG, &cfg.jnd, "the DMV-JND training step instead (same as --model jnd)", 0, 0},
         {"jnd-width", OPT_FLOAT, &jnd_width, "E-D width multiplier of the JND step (default 1)", 0.01, 16},
         {"jnd-classifiers", OPT_STRING, &jnd_cls,
@@ -67,7 +66,6 @@ int cmd_bench(int argc, char **argv) {
     int rc = cli_parse("bench", "Measures images/s of a training step and of inference on synthetic data.", argc,
                        argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) return rc;
-    dj_graph_set_default_winograd(winograd);
     if (!strcmp(cfg.model, "jnd")) cfg.jnd = 1;
     if (cfg.jnd) return bench_jnd(&cfg, (float)jnd_width, jnd_cls, json, threads);
     cfg.train = mode[0] == 'b' || mode[0] == 't';

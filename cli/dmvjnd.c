@@ -5,6 +5,7 @@
 #include "args.h"
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/graph.h"
 
 typedef struct command {
     const char *name;
@@ -18,11 +19,15 @@ static const command commands[] = {
     {"classify", cmd_classify, "labels and confidences of classifiers on CIFAR-10 or PNG images"},
     {"cam", cmd_cam, "class activation maps of classifiers (PNG heat maps, raw floats)"},
     {"train", cmd_train, "train the DMV-JND network (presets paper/fast, CSV, plots, checkpoints, resume)"},
+    {"generate", cmd_generate, "the JND image e and the stored x + e of CIFAR-10 records or PNG files"},
+    {"eval", cmd_eval, "RCA, PSNR, WGN and homogeneity tests of a DMV-JND model (Markdown, JSON, montage)"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "dmvjnd %s: Just Noticeable Difference for Deep Machine Vision\n\n", dj_version());
-    fprintf(f, "usage: dmvjnd <command> [options]   (dmvjnd <command> --help for its options)\n\ncommands:\n");
+    fprintf(f, "usage: dmvjnd [--conv winograd|direct] <command> [options]   (dmvjnd <command> --help for its options)\n\n"
+               "  --conv ALGO        3x3 stride-1 convolutions on the library's Winograd kernel (default) or on\n"
+               "                     oneDNN's direct kernel (dj_graph_set_default_winograd)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].summary);
 }
@@ -39,6 +44,19 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         printf("dmvjnd %s\n", dj_version());
         return EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--conv")) {
+        if (argc < 3 || (strcmp(argv[2], "winograd") && strcmp(argv[2], "direct"))) {
+            fprintf(stderr, "dmvjnd: --conv takes 'winograd' or 'direct'\n");
+            return EXIT_USAGE;
+        }
+        dj_graph_set_default_winograd(!strcmp(argv[2], "winograd"));
+        argc -= 2;
+        argv += 2;
+        if (argc < 2) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);

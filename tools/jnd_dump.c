@@ -87,13 +87,14 @@ static int add_nhwc(dj_st_writer *w, const char *name, const dj_tensor *t) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: jnd_dump OUTDIR [--width W] [--slope S] [--n N] [--size H W] [--seed S]\n");
+        fprintf(stderr, "usage: jnd_dump OUTDIR [--width W] [--slope S] [--n N] [--size H W] [--seed S] [--conv direct|winograd]\n");
         return 2;
     }
     const char *dir = argv[1];
     dj_jnd_ed_config cfg = dj_jnd_ed_defaults();
     int n = 4, h = 32, wd = 32;
     unsigned long long seed = 1;
+    int winograd = 0; /* exact parity wants the direct kernel (check_jnd.py says why) */
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--width") && i + 1 < argc)
             cfg.width = strtof(argv[++i], NULL);
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
             wd = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--conv") && i + 1 < argc)
+            winograd = !strcmp(argv[++i], "winograd");
         else {
             fprintf(stderr, "jnd_dump: unknown or incomplete option '%s'\n", argv[i]);
             return 2;
@@ -116,6 +119,7 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    dj_graph_set_default_winograd(winograd);
     dj_graph *g = NULL;
     dj_rng rng, data;
     dj_rng_seed(&rng, seed);

@@ -53,9 +53,10 @@ typedef struct dj_param {
  * 1 runs every 3x3 stride-1 pad-1 convolution's forward and backward-data
  * on the library's Winograd F(4x4,3x3) kernel (src/nn/winograd.c, about 2x
  * oneDNN's direct kernel on this project's AVX2 machines, error ~5e-6
- * relative on single layers); 0 (the default, for now) keeps oneDNN's
- * direct kernel everywhere. Off by default because with it on, the JND
- * E-D's gradients differ from PyTorch's by ~1%, which is not explained yet. */
+ * relative on single layers), the default; 0 keeps oneDNN's direct kernel
+ * everywhere (what gradient-parity tests use: the extra rounding moves the
+ * odd pre-activation across a ReLU kink, which changes a gradient element
+ * entirely). CLI: `dmvjnd --conv direct|winograd <command>`. */
 void dj_graph_set_default_winograd(int on);
 int dj_graph_default_winograd(void);
 
