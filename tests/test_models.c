@@ -3,14 +3,20 @@
  * counts worked out by hand here, not by walking the graph); global average
  * pooling follows the last feature maps directly (CAM); a batch of 2 gives
  * finite 2x10 logits; the frozen graph computes what the inference pass
- * does. The C-vs-PyTorch comparison is tools/torch/run_parity.sh. */
+ * does. Other input sizes (dj_model_build_sized, dj_model_stride,
+ * dj_classifier_load_sized): each model's stride, the same parameters at
+ * every size, and 32x32 weights run at 64x48. The C-vs-PyTorch comparison,
+ * at 32x32 and at 64x48, is tools/torch/run_parity.sh. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
 #include "dmvjnd/models.h"
+#include "dmvjnd/train.h"
 
 static dj_graph *build(const char *name) {
     dj_graph *g = NULL;
@@ -229,6 +235,264 @@ static void test_forward_and_freeze(void) {
     }
 }
 
+/* ---------------------------------------------------------- input sizes */
+
+/* The stride each classifier must have, worked out from the layer lists in
+ * src/models/ (not read back from the registry): the stride-2 pools / stages. */
+static int expected_stride(const char *name) {
+    if (!strcmp(name, "alexnet") || !strcmp(name, "vgg11bn")) return 8; /* three stride-2 pools */
+    if (!strncmp(name, "resnet", 6) || !strncmp(name, "densenet", 8)) return 4; /* two stride-2 stages */
+    return -1;
+}
+
+static int is_classifier(const char *name) { return strncmp(name, "jnd_ed", 6) != 0; }
+
+static dj_graph *build_sized(const char *name, int h, int w) {
+    dj_graph *g = NULL;
+    dj_rng rng;
+    dj_rng_seed(&rng, 1);
+    CHECK_OK(dj_model_build_sized(&g, name, 10, h, w, &rng));
+    return g;
+}
+
+static int feature_node(const dj_graph *g) {
+    return dj_graph_node_input(g, dj_graph_node_input(g, dj_graph_output_node(g)));
+}
+
+/* Same parameter names, shapes, kinds and values (same seed). */
+static int same_params(const dj_graph *a, const dj_graph *b) {
+    if (dj_graph_num_params(a) != dj_graph_num_params(b)) return 0;
+    for (int i = 0; i < dj_graph_num_params(a); i++) {
+        const dj_param *p = dj_graph_param(a, i), *q = dj_graph_param(b, i);
+        if (strcmp(p->name, q->name) || p->ndim != q->ndim || p->count != q->count || p->trainable != q->trainable ||
+            memcmp(p->shape, q->shape, sizeof p->shape) || memcmp(p->data, q->data, p->count * sizeof(float))) {
+            fprintf(stderr, "parameter %d: %s vs %s differ\n", i, p->name, q->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* dj_model_stride is each model's downsampling factor: a multiple of it
+ * builds, with last feature maps of exactly h/stride x w/stride, and conv
+ * FLOPs 3x those at 32x32 (64x48 has 3x the pixels); a non-multiple, a
+ * zero or a negative size fails with DJ_EINVAL naming model and size. */
+static void test_stride(void) {
+    const char *const *names = dj_model_names();
+    int classifiers = 0;
+    for (int i = 0; names[i]; i++) {
+        const char *name = names[i];
+        int s = -1;
+        CHECK_OK(dj_model_stride(name, &s));
+        if (!is_classifier(name)) {
+            CHECK(s == 8);
+            continue;
+        }
+        classifiers++;
+        if (s != expected_stride(name)) fprintf(stderr, "%s: stride %d, expected %d\n", name, s, expected_stride(name));
+        CHECK(s == expected_stride(name));
+        if (s < 1) continue;
+        dj_graph *g = build_sized(name, 64, 48), *g32 = build(name);
+        if (!g || !g32) {
+            dj_graph_destroy(g);
+            dj_graph_destroy(g32);
+            continue;
+        }
+        int h, w, c;
+        dj_graph_node_shape(g, 0, &h, &w, &c);
+        CHECK(h == 64 && w == 48 && c == 3);
+        dj_graph_node_shape(g, feature_node(g), &h, &w, &c);
+        if (h != 64 / s || w != 48 / s) fprintf(stderr, "%s at 64x48: features %dx%d\n", name, h, w);
+        CHECK(h == 64 / s && w == 48 / s);
+        dj_graph_node_shape(g, dj_graph_output_node(g), &h, &w, NULL);
+        CHECK(h == 1 && w == 1);
+        double linear = 2.0 * c * 10; /* the one layer that does not scale with the pixels */
+        CHECK_CLOSE(dj_graph_flops(g), 3 * dj_graph_flops(g32) - 2 * linear, 0, 1e-12);
+        dj_graph_destroy(g);
+        dj_graph_destroy(g32);
+        /* the smallest size: one stride, 1x1 last feature maps */
+        g = build_sized(name, s, s);
+        if (g) {
+            dj_graph_node_shape(g, feature_node(g), &h, &w, NULL);
+            CHECK(h == 1 && w == 1);
+            dj_graph_destroy(g);
+        }
+        char want[64];
+        snprintf(want, sizeof want, "%s: input %dx48", name, 64 + s / 2);
+        CHECK_FAILS(dj_model_build_sized(&g, name, 10, 64 + s / 2, 48, NULL), DJ_EINVAL, want);
+        CHECK(g == NULL);
+        snprintf(want, sizeof want, "multiples of %d", s);
+        CHECK_FAILS(dj_model_build_sized(&g, name, 10, 64, 48 + s / 2, NULL), DJ_EINVAL, want);
+        CHECK_FAILS(dj_model_build_sized(&g, name, 10, 0, 48, NULL), DJ_EINVAL, "input 0x48");
+        CHECK_FAILS(dj_model_build_sized(&g, name, 10, 64, -s, NULL), DJ_EINVAL, name);
+        CHECK(g == NULL);
+    }
+    CHECK(classifiers >= 4);
+    int s = 123;
+    CHECK_FAILS(dj_model_stride("vgg19", &s), DJ_EINVAL, "unknown model 'vgg19'");
+    CHECK(s == 123);
+    dj_graph *g;
+    CHECK_FAILS(dj_model_build_sized(&g, "vgg19", 10, 64, 48, NULL), DJ_EINVAL, "alexnet, vgg11bn, resnet20");
+    /* the E-D at another size, 4 channels in, 3 out at full resolution */
+    CHECK_OK(dj_model_build_sized(&g, "jnd_ed_half", 10, 16, 24, NULL));
+    if (g) {
+        int h, w, c;
+        dj_graph_node_shape(g, 0, &h, &w, &c);
+        CHECK(h == 16 && w == 24 && c == 4);
+        dj_graph_node_shape(g, dj_graph_output_node(g), &h, &w, &c);
+        CHECK(h == 16 && w == 24 && c == 3);
+        dj_graph_destroy(g);
+    }
+    CHECK_FAILS(dj_model_build_sized(&g, "jnd_ed", 10, 20, 24, NULL), DJ_EINVAL, "jnd_ed: input 20x24");
+}
+
+/* A sized graph has the 32x32 graph's parameters: names, shapes and, with
+ * the same seed, values; dj_model_build is dj_model_build_sized at 32x32. */
+static void test_sized_params(void) {
+    const char *const *names = dj_model_names();
+    for (int i = 0; names[i]; i++) {
+        dj_graph *a = build(names[i]), *b = build_sized(names[i], 32, 32), *c = build_sized(names[i], 64, 48);
+        if (a && b && c) {
+            if (!same_params(a, b) || !same_params(a, c)) fprintf(stderr, "%s: parameters differ\n", names[i]);
+            CHECK(same_params(a, b));
+            CHECK(same_params(a, c));
+            CHECK(dj_graph_num_nodes(a) == dj_graph_num_nodes(b) && dj_graph_num_nodes(a) == dj_graph_num_nodes(c));
+            CHECK(dj_graph_flops(a) == dj_graph_flops(b));
+            int h, w, ch;
+            dj_graph_node_shape(b, 0, &h, &w, &ch);
+            CHECK(h == 32 && w == 32);
+        }
+        dj_graph_destroy(a);
+        dj_graph_destroy(b);
+        dj_graph_destroy(c);
+    }
+}
+
+/* Non-trivial BN: random gamma, beta, running mean and variance, so that a
+ * weights file saved at 32x32 carries values that matter at any size. */
+static void randomise_bn(dj_graph *g, uint64_t seed) {
+    dj_rng r;
+    dj_rng_seed(&r, seed);
+    for (int i = 0; i < dj_graph_num_params(g); i++) {
+        const dj_param *p = dj_graph_param(g, i);
+        const char *dot = strrchr(p->name, '.');
+        float lo = 0, hi = 0;
+        if (!dot || strncmp(p->name, "classifier", 10) == 0 || strncmp(p->name, "fc.", 3) == 0) continue;
+        if (!strcmp(dot, ".running_mean")) lo = -0.2f, hi = 0.2f;
+        else if (!strcmp(dot, ".running_var")) lo = 0.5f, hi = 2.0f;
+        else if (!strcmp(dot, ".bias")) lo = -0.25f, hi = 0.25f; /* convs have none: BN beta */
+        else if (!strcmp(dot, ".weight") && p->ndim == 1) lo = 0.5f, hi = 1.5f; /* BN gamma */
+        else continue;
+        for (size_t j = 0; j < p->count; j++) p->data[j] = lo + (hi - lo) * dj_rng_uniform(&r);
+    }
+}
+
+/* 32x32 weights saved with dj_weights_save and loaded with
+ * dj_classifier_load_sized at 64x48: the parameters arrive unchanged; the
+ * logits on a random 64x48 batch are finite and equal the linear layer
+ * applied to the mean of the 64x48 feature maps (computed here in double:
+ * GAP + linear checked at a non-square size); the frozen load gives the
+ * same logits. A size that is not a multiple of the stride fails with
+ * DJ_EINVAL naming the file. The whole network's numbers are compared with
+ * the PyTorch twin at 64x48 by tools/torch/run_parity.sh. */
+static void test_load_sized(void) {
+    char dir[] = "/tmp/dj_test_models.XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    const char *const *names = dj_model_names();
+    for (int i = 0; names[i]; i++) {
+        const char *name = names[i];
+        if (!is_classifier(name)) continue;
+        int s = 0;
+        CHECK_OK(dj_model_stride(name, &s));
+        dj_graph *g = build(name);
+        if (!g || s < 1) {
+            dj_graph_destroy(g);
+            continue;
+        }
+        randomise_bn(g, 5 + (uint64_t)i);
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+        CHECK_OK(dj_weights_save(g, path, name, NULL, 0));
+
+        dj_classifier c, f;
+        CHECK_OK(dj_classifier_load_sized(&c, path, 0, 64, 48));
+        CHECK_OK(dj_classifier_load_sized(&f, path, 1, 64, 48));
+        if (!c.graph || !f.graph) {
+            dj_classifier_free(&c);
+            dj_classifier_free(&f);
+            dj_graph_destroy(g);
+            continue;
+        }
+        CHECK(!strcmp(c.arch, name));
+        CHECK(same_params(g, c.graph));
+        int h, w, ch;
+        dj_graph_node_shape(c.graph, 0, &h, &w, &ch);
+        CHECK(h == 64 && w == 48 && ch == 3);
+
+        dj_tensor x;
+        CHECK_OK(dj_tensor_alloc(&x, 2, 64, 48, 3));
+        fill(x.data, dj_tensor_numel(&x), 30 + (uint64_t)i);
+        const dj_tensor *y = NULL;
+        CHECK_OK(dj_graph_forward(c.graph, &x, 0, NULL, &y));
+        float logits[20] = {0}, ref[20], frozen[20] = {0};
+        if (y && y->n == 2 && y->c == 10) memcpy(logits, y->data, sizeof logits);
+        CHECK(y && y->n == 2 && y->h == 1 && y->w == 1 && y->c == 10 && dj_all_finite(logits, 20));
+        /* head by hand: b + W mean_xy(f) */
+        const dj_tensor *ft = dj_graph_node_output(c.graph, feature_node(c.graph));
+        const char *fcname = strncmp(name, "resnet", 6) ? "classifier" : "fc";
+        char key[32];
+        snprintf(key, sizeof key, "%s.weight", fcname);
+        const dj_param *W = dj_graph_find_param(c.graph, key);
+        snprintf(key, sizeof key, "%s.bias", fcname);
+        const dj_param *B = dj_graph_find_param(c.graph, key);
+        CHECK(W && B && ft && ft->h == 64 / s && ft->w == 48 / s && W->shape[1] == ft->c);
+        if (W && B && ft && W->shape[1] == ft->c) {
+            int fc = ft->c, pix = ft->h * ft->w;
+            for (int n = 0; n < 2; n++)
+                for (int k = 0; k < 10; k++) {
+                    double acc = B->data[k];
+                    for (int cc = 0; cc < fc; cc++) {
+                        double m = 0;
+                        for (int p = 0; p < pix; p++) m += ft->data[((size_t)n * pix + p) * fc + cc];
+                        acc += (double)W->data[k * fc + cc] * (m / pix);
+                    }
+                    ref[n * 10 + k] = (float)acc;
+                }
+            double err = check_max_err(logits, ref, 20, 1e-5, 1e-5);
+            if (err > 1) fprintf(stderr, "%s at 64x48: logits vs GAP + linear by hand: %g\n", name, err);
+            CHECK(err <= 1);
+        }
+        CHECK_OK(dj_graph_forward(f.graph, &x, 0, NULL, &y));
+        if (y && y->n == 2 && y->c == 10) memcpy(frozen, y->data, sizeof frozen);
+        double err = check_max_err(frozen, logits, 20, 1e-4, 1e-4);
+        if (err > 1) fprintf(stderr, "%s at 64x48: frozen vs inference: %g\n", name, err);
+        CHECK(err <= 1);
+        dj_tensor_free(&x);
+        dj_classifier_free(&c);
+        dj_classifier_free(&f);
+
+        /* a size the architecture cannot take: the caller's error, naming the file */
+        CHECK_FAILS(dj_classifier_load_sized(&c, path, 1, 64 + s / 2, 48), DJ_EINVAL, path);
+        CHECK(c.graph == NULL);
+        char want[64];
+        snprintf(want, sizeof want, "%s: input %dx48", name, 64 + s / 2);
+        CHECK_FAILS(dj_classifier_load_sized(&c, path, 1, 64 + s / 2, 48), DJ_EINVAL, want);
+        /* and the 32x32 loader is the sized one at 32x32 */
+        CHECK_OK(dj_classifier_load(&c, path, 0));
+        if (c.graph) {
+            dj_graph_node_shape(c.graph, 0, &h, &w, NULL);
+            CHECK(h == 32 && w == 32 && same_params(g, c.graph));
+        }
+        dj_classifier_free(&c);
+        unlink(path);
+        dj_graph_destroy(g);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     dj_set_num_threads(2);
     RUN(test_sizes);
@@ -236,5 +500,8 @@ int main(void) {
     RUN(test_names);
     RUN(test_registry);
     RUN(test_forward_and_freeze);
+    RUN(test_stride);
+    RUN(test_sized_params);
+    RUN(test_load_sized);
     return check_report("test_models");
 }

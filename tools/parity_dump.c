@@ -8,13 +8,21 @@
  * SGD steps (batch 8, random images and labels, lr 0.05) so that weights and
  * running statistics are non-trivial; then, on a fixed batch of 4 random
  * images, runs the inference forward and, after dj_graph_freeze, the frozen
- * forward. Writes
+ * forward. Then the same at another input size: the saved weights are
+ * loaded (dj_weights_load) into the model built by dj_model_build_sized for
+ * SIZED_H x SIZED_W (64x48: non-square, not 32, a multiple of every
+ * classifier's stride) and run on 4 random images of that size, which
+ * checks that 32x32 weights compute at any size what PyTorch computes.
+ * Writes
  *     OUTDIR/MODEL.weights.safetensors   dj_weights_save (arch = MODEL)
  *     OUTDIR/MODEL.io.safetensors        input (4x32x32x3, NHWC), logits
  *                                        (4x10), features (the node feeding
  *                                        global average pooling, NHWC), and
- *                                        frozen_logits, frozen_features
- * and prints one line per model. Exit status 0 when every model was written. */
+ *                                        frozen_logits, frozen_features;
+ *                                        sized_input (4x64x48x3), sized_logits,
+ *                                        sized_features, sized_frozen_logits,
+ *                                        sized_frozen_features
+ * and prints two lines per model. Exit status 0 when every model was written. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +38,8 @@
 #define CLASSES 10
 #define TRAIN_N 8
 #define EVAL_N 4
+#define SIZED_H 64
+#define SIZED_W 48
 
 static void fill_uniform(dj_rng *rng, float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * dj_rng_uniform(rng);
@@ -101,6 +111,36 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
+/* Inference-mode logits and last feature maps of g on x, then the same
+ * after dj_graph_freeze (g stays frozen). The four buffers are the
+ * caller's to free, also on failure. */
+static int run_both(dj_graph *g, const dj_tensor *x, int feat, float **logits, float **feats, float **flogits,
+                    float **ffeats) {
+    const dj_tensor *y;
+    int rc;
+    if ((rc = dj_graph_forward(g, x, 0, NULL, &y))) return rc;
+    *logits = copy_out(y);
+    *feats = copy_out(dj_graph_node_output(g, feat));
+    if ((rc = dj_graph_freeze(g))) return rc;
+    if ((rc = dj_graph_forward(g, x, 0, NULL, &y))) return rc;
+    *flogits = copy_out(y);
+    *ffeats = copy_out(dj_graph_node_output(g, feat));
+    if (!*logits || !*feats || !*flogits || !*ffeats) return dj_error(DJ_ENOMEM, "out of memory");
+    return DJ_OK;
+}
+
+/* The node feeding global average pooling, and its shape; DJ_EINVAL when
+ * the output is not linear(GAP(...)). */
+static int gap_features(const dj_graph *g, const char *model, int *feat, int *fh, int *fw, int *fc) {
+    int out = dj_graph_output_node(g), gap = dj_graph_node_input(g, out), gh, gw;
+    *feat = dj_graph_node_input(g, gap);
+    dj_graph_node_shape(g, gap, &gh, &gw, NULL);
+    dj_graph_node_shape(g, *feat, fh, fw, fc);
+    if (gh != 1 || gw != 1)
+        return dj_error(DJ_EINVAL, "%s: the node before the output is not global average pooling", model);
+    return DJ_OK;
+}
+
 static int dump(const char *dir, const char *model) {
     dj_graph *g = NULL;
     dj_rng rng;
@@ -108,48 +148,53 @@ static int dump(const char *dir, const char *model) {
     int rc = dj_model_build(&g, model, CLASSES, &rng);
     if (rc) return rc;
     float *logits = NULL, *feats = NULL, *flogits = NULL, *ffeats = NULL;
+    float *slogits = NULL, *sfeats = NULL, *sflogits = NULL, *sffeats = NULL;
+    dj_graph *gs = NULL;
     dj_st_writer *w = NULL;
-    dj_tensor x = {0};
+    dj_tensor x = {0}, xs = {0};
     dj_rng data;
     dj_rng_seed(&data, 2);
     randomise_bn(g, &data);
     if ((rc = train_steps(g, &data))) goto done;
 
-    int out = dj_graph_output_node(g), gap = dj_graph_node_input(g, out), feat = dj_graph_node_input(g, gap);
-    int gh, gw, fh, fw, fc;
-    dj_graph_node_shape(g, gap, &gh, &gw, NULL);
-    dj_graph_node_shape(g, feat, &fh, &fw, &fc);
-    if (gh != 1 || gw != 1) {
-        rc = dj_error(DJ_EINVAL, "%s: the node before the output is not global average pooling", model);
-        goto done;
-    }
+    int feat, fh, fw, fc;
+    if ((rc = gap_features(g, model, &feat, &fh, &fw, &fc))) goto done;
     if ((rc = dj_tensor_alloc(&x, EVAL_N, 32, 32, 3))) goto done;
     fill_uniform(&data, x.data, dj_tensor_numel(&x), -2, 2);
-    const dj_tensor *y;
-    if ((rc = dj_graph_forward(g, &x, 0, NULL, &y))) goto done;
-    logits = copy_out(y);
-    feats = copy_out(dj_graph_node_output(g, feat));
-    if ((rc = dj_graph_freeze(g))) goto done;
-    if ((rc = dj_graph_forward(g, &x, 0, NULL, &y))) goto done;
-    flogits = copy_out(y);
-    ffeats = copy_out(dj_graph_node_output(g, feat));
-    if (!logits || !feats || !flogits || !ffeats) {
-        rc = dj_error(DJ_ENOMEM, "out of memory");
-        goto done;
-    }
+    if ((rc = run_both(g, &x, feat, &logits, &feats, &flogits, &ffeats))) goto done;
 
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.weights.safetensors", dir, model);
     dj_kv meta[1] = {{"purpose", "parity test: random weights, 3 SGD steps on random data"}};
     if ((rc = dj_weights_save(g, path, model, meta, 1))) goto done;
 
+    /* The same weights at SIZED_H x SIZED_W, through the file (what a
+     * sized classifier load does); the build's own initialisation is
+     * overwritten, so its seed does not matter. Drawn from `data` after
+     * everything above, so the 32x32 tensors are what they always were. */
+    int sfeat, sh, sw, sc;
+    dj_rng any;
+    dj_rng_seed(&any, 3);
+    if ((rc = dj_model_build_sized(&gs, model, CLASSES, SIZED_H, SIZED_W, &any))) goto done;
+    if ((rc = dj_weights_load(gs, path, model))) goto done;
+    if ((rc = gap_features(gs, model, &sfeat, &sh, &sw, &sc))) goto done;
+    if ((rc = dj_tensor_alloc(&xs, EVAL_N, SIZED_H, SIZED_W, 3))) goto done;
+    fill_uniform(&data, xs.data, dj_tensor_numel(&xs), -2, 2);
+    if ((rc = run_both(gs, &xs, sfeat, &slogits, &sfeats, &sflogits, &sffeats))) goto done;
+
     int64_t s_in[4] = {EVAL_N, 32, 32, 3}, s_lo[2] = {EVAL_N, CLASSES}, s_f[4] = {EVAL_N, fh, fw, fc};
+    int64_t ss_in[4] = {EVAL_N, SIZED_H, SIZED_W, 3}, ss_f[4] = {EVAL_N, sh, sw, sc};
     if ((rc = dj_st_writer_new(&w))) goto done;
     if ((rc = dj_st_writer_add_f32(w, "input", 4, s_in, x.data)) ||
         (rc = dj_st_writer_add_f32(w, "logits", 2, s_lo, logits)) ||
         (rc = dj_st_writer_add_f32(w, "features", 4, s_f, feats)) ||
         (rc = dj_st_writer_add_f32(w, "frozen_logits", 2, s_lo, flogits)) ||
         (rc = dj_st_writer_add_f32(w, "frozen_features", 4, s_f, ffeats)) ||
+        (rc = dj_st_writer_add_f32(w, "sized_input", 4, ss_in, xs.data)) ||
+        (rc = dj_st_writer_add_f32(w, "sized_logits", 2, s_lo, slogits)) ||
+        (rc = dj_st_writer_add_f32(w, "sized_features", 4, ss_f, sfeats)) ||
+        (rc = dj_st_writer_add_f32(w, "sized_frozen_logits", 2, s_lo, sflogits)) ||
+        (rc = dj_st_writer_add_f32(w, "sized_frozen_features", 4, ss_f, sffeats)) ||
         (rc = dj_st_writer_set_metadata(w, "arch", model)))
         goto done;
     snprintf(path, sizeof path, "%s/%s.io.safetensors", dir, model);
@@ -159,13 +204,24 @@ static int dump(const char *dir, const char *model) {
            model, dj_graph_trainable_count(g), dj_graph_flops(g) / 1e6, fh, fw, fc,
            max_abs_diff(flogits, logits, (size_t)EVAL_N * CLASSES),
            max_abs_diff(ffeats, feats, (size_t)EVAL_N * fh * fw * fc));
+    printf("parity_dump: %-13s at %dx%d: %6.1f MFLOP, features %dx%dx%d, frozen vs inference: logits %.2e, "
+           "features %.2e\n",
+           model, SIZED_H, SIZED_W, dj_graph_flops(gs) / 1e6, sh, sw, sc,
+           max_abs_diff(sflogits, slogits, (size_t)EVAL_N * CLASSES),
+           max_abs_diff(sffeats, sfeats, (size_t)EVAL_N * sh * sw * sc));
 done:
     dj_st_writer_free(w);
     dj_tensor_free(&x);
+    dj_tensor_free(&xs);
     free(logits);
     free(feats);
     free(flogits);
     free(ffeats);
+    free(slogits);
+    free(sfeats);
+    free(sflogits);
+    free(sffeats);
+    dj_graph_destroy(gs);
     dj_graph_destroy(g);
     return rc;
 }

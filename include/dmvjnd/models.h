@@ -42,10 +42,26 @@ int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classe
 struct dj_jnd_ed_config;
 int dj_model_jnd_ed(dj_graph **out, const struct dj_jnd_ed_config *cfg, int h, int w, dj_rng *rng);
 
-/* Build a model by name ("alexnet", "vgg11bn", "resnet20", "densenet40bc", ...). Returns DJ_EINVAL listing the
- * known names when `name` is unknown. "jnd_ed" and "jnd_ed_half" (width 0.5) are the E-D at 32x32 with default
- * settings; they are not classifiers (`classes` is ignored). */
+/* Build a model by name ("alexnet", "vgg11bn", "resnet20", "densenet40bc", ...) for 32x32 inputs. Returns
+ * DJ_EINVAL listing the known names when `name` is unknown. "jnd_ed" and "jnd_ed_half" (width 0.5) are the E-D at
+ * 32x32 with default settings; they are not classifiers (`classes` is ignored). */
 int dj_model_build(dj_graph **out, const char *name, int classes, dj_rng *rng);
+
+/* The same for h x w x 3 inputs (classifiers) or h x w x 4 (the E-D).
+ * Every classifier is fully convolutional up to global average pooling +
+ * linear, so the parameters (names, shapes, and the values drawn from rng)
+ * are those of the 32x32 build: weights trained at 32x32 load unchanged,
+ * and the last feature maps (the CAM) are h/stride x w/stride. h and w must
+ * be positive multiples of the model's stride (dj_model_stride), else
+ * DJ_EINVAL naming the model and the size; unknown names as dj_model_build.
+ * dj_model_build(out, name, classes, rng) is this with h = w = 32. */
+int dj_model_build_sized(dj_graph **out, const char *name, int classes, int h, int w, dj_rng *rng);
+
+/* The factor input sides of `name` must be multiples of: the product of its
+ * downsampling strides, i.e. the ratio of the input to its last feature
+ * maps (alexnet 8, vgg11bn 8, resnet* 4, densenet*bc 4, jnd_ed* 8).
+ * DJ_EINVAL for an unknown name (*stride untouched). */
+int dj_model_stride(const char *name, int *stride);
 
 /* NULL-terminated list of the names dj_model_build knows. */
 const char *const *dj_model_names(void);

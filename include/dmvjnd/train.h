@@ -229,6 +229,13 @@ typedef struct dj_classifier {
  * (dj_weights_load), and frozen (BN folded, ReLU fused) when freeze is 1.
  * On failure *c is zeroed and nothing leaks. */
 int dj_classifier_load(dj_classifier *c, const char *path, int freeze);
+
+/* The same with the graph built for h x w inputs (dj_model_build_sized): the
+ * weights of a 32x32-trained classifier work at any size, e.g. to classify
+ * or take the CAM of a whole PNG. h and w must be positive multiples of the
+ * architecture's stride (dj_model_stride), else DJ_EINVAL naming the file,
+ * the model and the size. dj_classifier_load is this with h = w = 32. */
+int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int h, int w);
 void dj_classifier_free(dj_classifier *c);
 
 #ifdef __cplusplus

@@ -16,11 +16,16 @@
  * AlexNet's third pool sits after conv5, in front of the classifier; here
  * it moves in front of conv5 so that global average pooling directly
  * follows the last conv + BN + ReLU (CAM = weighted sum of conv5's maps,
- * at 4x4). docs/models.md has the parameter and FLOP counts. */
+ * at 4x4). docs/models.md has the parameter and FLOP counts.
+ *
+ * Other input sizes (dj_model_build_sized): the three stride-2 pools give
+ * a stride of 8, so an h x w input (multiples of 8) has h/8 x w/8 last
+ * feature maps; the parameters are the same at every size. */
 #include "dmvjnd/models.h"
 #include "models/plain.h"
+#include "models/sized.h"
 
-int dj_model_alexnet_cifar(dj_graph **out, int classes, dj_rng *rng) {
+int dj_model_alexnet_sized(dj_graph **out, int classes, int h, int w, dj_rng *rng) {
     static const dj_plain_layer layers[] = {
         {64, 5, 0, 0},  {0, 3, 2, 1}, /* conv1, pool1 */
         {128, 3, 0, 0}, {0, 3, 2, 1}, /* conv2, pool2 */
@@ -28,5 +33,9 @@ int dj_model_alexnet_cifar(dj_graph **out, int classes, dj_rng *rng) {
         {128, 3, 0, 0}, {0, 3, 2, 1}, /* conv4, pool3 */
         {128, 3, 0, 0},               /* conv5 */
     };
-    return dj_model_plain_cnn(out, "alexnet", layers, (int)(sizeof layers / sizeof *layers), classes, rng);
+    return dj_model_plain_cnn(out, "alexnet", layers, (int)(sizeof layers / sizeof *layers), classes, h, w, rng);
+}
+
+int dj_model_alexnet_cifar(dj_graph **out, int classes, dj_rng *rng) {
+    return dj_model_alexnet_sized(out, classes, 32, 32, rng);
 }

@@ -13,15 +13,20 @@
  *   global average pool, classifier: linear -> classes
  *
  * Names follow torchvision's DenseNet. The concatenations copy (strided
- * in-place views would send oneDNN to its reference kernels). */
+ * in-place views would send oneDNN to its reference kernels).
+ *
+ * The two transitions' 2x2 average pools give a stride of 4: an h x w input
+ * (multiples of 4; dj_model_build_sized) has h/4 x w/4 last feature maps.
+ * The parameters do not depend on the size. */
 #include <stdio.h>
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/models.h"
+#include "models/sized.h"
 
 #define MAX_LAYERS 60 /* per block; dj_graph_concat takes up to 64 inputs */
 
-int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classes, dj_rng *rng) {
+int dj_model_densenet_bc_sized(dj_graph **out, int depth, int growth, int classes, int h, int w, dj_rng *rng) {
     *out = NULL;
     if (depth < 10 || (depth - 4) % 6 || (depth - 4) / 6 > MAX_LAYERS)
         return dj_error(DJ_EINVAL, "densenet: depth %d is not 6n+4 with 1 <= n <= %d (40, 52, 100, ...)", depth,
@@ -29,8 +34,8 @@ int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classe
     if (growth < 1 || classes < 1) return dj_error(DJ_EINVAL, "densenet: growth %d, classes %d", growth, classes);
     int n = (depth - 4) / 6;
     dj_graph *g;
-    int rc = dj_graph_create(&g, 32, 32, 3), cur;
-    if (rc) return rc;
+    int rc = dj_graph_create(&g, h, w, 3), cur;
+    if (rc) return dj_error(rc, "densenet: %s", dj_last_error());
     char name[96];
     int pieces[MAX_LAYERS + 1];
     int channels = 2 * growth;
@@ -74,4 +79,8 @@ fail:
 fail_rc:
     dj_graph_destroy(g);
     return dj_error(rc, "densenet: %s", dj_last_error());
+}
+
+int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classes, dj_rng *rng) {
+    return dj_model_densenet_bc_sized(out, depth, growth, classes, 32, 32, rng);
 }

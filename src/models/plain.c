@@ -8,15 +8,15 @@
 #include "models/plain.h"
 
 int dj_model_plain_cnn(dj_graph **out, const char *what, const dj_plain_layer *layers, int count, int classes,
-                       dj_rng *rng) {
+                       int h, int w, dj_rng *rng) {
     *out = NULL;
     if (classes < 1) return dj_error(DJ_EINVAL, "%s: %d classes", what, classes);
     if (count < 1 || layers[count - 1].cout <= 0)
         return dj_error(DJ_EINVAL, "%s: the last layer must be a convolution (global average pooling follows it)",
                         what);
     dj_graph *g;
-    int rc = dj_graph_create(&g, 32, 32, 3), cur = 0;
-    if (rc) return rc;
+    int rc = dj_graph_create(&g, h, w, 3), cur = 0;
+    if (rc) return dj_error(rc, "%s: %s", what, dj_last_error());
     int idx = 0; /* index in the PyTorch twin's nn.Sequential */
     for (int i = 0; i < count; i++) {
         const dj_plain_layer *l = &layers[i];

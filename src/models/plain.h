@@ -24,9 +24,10 @@ typedef struct dj_plain_layer {
     int pad;    /* pool only */
 } dj_plain_layer;
 
-/* Builds, finalises and He-initialises the network for a 32x32x3 input.
- * `what` names the model in error messages. */
+/* Builds, finalises and He-initialises the network for an h x w x 3 input
+ * (the parameters do not depend on h and w; see sized.h). `what` names the
+ * model in error messages. */
 int dj_model_plain_cnn(dj_graph **out, const char *what, const dj_plain_layer *layers, int count, int classes,
-                       dj_rng *rng);
+                       int h, int w, dj_rng *rng);
 
 #endif

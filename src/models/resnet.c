@@ -1,10 +1,15 @@
 /* He et al.'s CIFAR ResNet ("Deep residual learning", Sec. 4.2) with
  * PyTorch-style parameter names:
- *   conv1, bn1, layer{1,2,3}.{i}.{conv1,bn1,conv2,bn2,shortcut.0,shortcut.1}, fc */
+ *   conv1, bn1, layer{1,2,3}.{i}.{conv1,bn1,conv2,bn2,shortcut.0,shortcut.1}, fc
+ *
+ * Stages 2 and 3 start with a stride-2 block, so the network's stride is 4:
+ * an h x w input (multiples of 4; dj_model_build_sized) has h/4 x w/4 last
+ * feature maps (8x8 at 32x32). The parameters do not depend on the size. */
 #include <stdio.h>
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/models.h"
+#include "models/sized.h"
 
 /* Every builder call returns a node id or a negative error code. */
 #define TRY(expr)                                                                                                     \
@@ -37,13 +42,13 @@ fail:
     return cur;
 }
 
-int dj_model_resnet_cifar(dj_graph **out, int depth, int width, int classes, dj_rng *rng) {
+int dj_model_resnet_sized(dj_graph **out, int depth, int width, int classes, int h, int w, dj_rng *rng) {
     *out = NULL;
     if (depth < 8 || (depth - 2) % 6)
         return dj_error(DJ_EINVAL, "resnet: depth %d is not 6n+2 (20, 32, 44, 56, 110)", depth);
     if (width < 1 || classes < 1) return dj_error(DJ_EINVAL, "resnet: width %d, classes %d", width, classes);
     dj_graph *g;
-    int rc = dj_graph_create(&g, 32, 32, 3), cur = 0;
+    int rc = dj_graph_create(&g, h, w, 3), cur = 0;
     if (rc) return rc;
     int blocks = (depth - 2) / 6;
     TRY(dj_graph_conv(g, 0, "conv1", width, 3, 1, 1, 0));
@@ -69,4 +74,8 @@ fail:
 fail_rc:
     dj_graph_destroy(g);
     return rc;
+}
+
+int dj_model_resnet_cifar(dj_graph **out, int depth, int width, int classes, dj_rng *rng) {
+    return dj_model_resnet_sized(out, depth, width, classes, 32, 32, rng);
 }

@@ -12,11 +12,16 @@
  *   conv3x3 48 (32x32), pool, conv 96 (16x16), pool, conv 192, conv 192
  *   (8x8), pool, conv 256 x 4 (4x4), GAP, linear 256 -> classes.
  *
- * Names as torchvision's VGG: features.<i> (conv, BN), classifier. */
+ * Names as torchvision's VGG: features.<i> (conv, BN), classifier.
+ *
+ * Other input sizes (dj_model_build_sized): the three remaining 2x2 pools
+ * give a stride of 8, so an h x w input (multiples of 8) has h/8 x w/8 last
+ * feature maps; the parameters are the same at every size. */
 #include "dmvjnd/models.h"
 #include "models/plain.h"
+#include "models/sized.h"
 
-int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng) {
+int dj_model_vgg11bn_sized(dj_graph **out, int classes, int h, int w, dj_rng *rng) {
     static const dj_plain_layer layers[] = {
         {48, 3, 0, 0},  {0, 2, 2, 0},                 /* stage 1, 32x32 */
         {96, 3, 0, 0},  {0, 2, 2, 0},                 /* stage 2, 16x16 */
@@ -24,5 +29,9 @@ int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng) {
         {256, 3, 0, 0}, {256, 3, 0, 0},               /* stage 4, 4x4 (pool 4 removed) */
         {256, 3, 0, 0}, {256, 3, 0, 0},               /* stage 5, 4x4 (pool 5 removed) */
     };
-    return dj_model_plain_cnn(out, "vgg11bn", layers, (int)(sizeof layers / sizeof *layers), classes, rng);
+    return dj_model_plain_cnn(out, "vgg11bn", layers, (int)(sizeof layers / sizeof *layers), classes, h, w, rng);
+}
+
+int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng) {
+    return dj_model_vgg11bn_sized(out, classes, 32, 32, rng);
 }

@@ -86,6 +86,10 @@ int dj_evaluate(dj_graph *g, const dj_cifar10 *ds, const float mean[3], const fl
 }
 
 int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
+    return dj_classifier_load_sized(c, path, freeze, 32, 32);
+}
+
+int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int h, int w) {
     if (!c || !path) return dj_error(DJ_EINVAL, "dj_classifier_load: NULL argument");
     memset(c, 0, sizeof *c);
     dj_st_file *f = NULL;
@@ -117,8 +121,16 @@ int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
     c->test_accuracy = acc ? strtod(acc, NULL) : NAN;
     dj_rng rng;
     dj_rng_seed(&rng, 0);
-    if ((rc = dj_model_build(&c->graph, arch, DJ_CIFAR10_CLASSES, &rng))) {
+    /* An architecture this library does not know is the file's fault
+     * (DJ_EFORMAT); once it is known, a failure to build is the caller's
+     * size (DJ_EINVAL) or the machine's (DJ_ENOMEM), so that code is kept. */
+    int stride;
+    if (dj_model_stride(arch, &stride)) {
         rc = dj_error(DJ_EFORMAT, "%s: %s", path, dj_last_error());
+        goto fail;
+    }
+    if ((rc = dj_model_build_sized(&c->graph, arch, DJ_CIFAR10_CLASSES, h, w, &rng))) {
+        rc = dj_error(rc, "%s: %s", path, dj_last_error());
         goto fail;
     }
     if ((rc = dj_weights_load_file(c->graph, f, arch))) goto fail;

@@ -14,6 +14,10 @@ weights into the twin with load_state_dict(strict=True), runs the inputs
     features          C node feeding GAP vs twin.features()  max abs diff <= 1e-3 * max(1, max |f|)
     frozen_logits     the same for the frozen (BN-folded) C graph
     frozen_features
+and the same four at another input size (HxW = 64x48, from parity_dump's
+sized_* tensors: the same weights in a graph built by dj_model_build_sized),
+reported as logits@HxW, features@HxW, frozen_logits@HxW, frozen_features@HxW,
+so 32x32 weights are checked to compute what the twin computes at any size.
 Prints one line per check and "parity: N passed, N failed"; exits 1 on any failure.
 Run everything with tools/torch/run_parity.sh.
 """
@@ -47,21 +51,34 @@ def check_model(d, name, report):
         report(name, "load_strict", False, str(e).splitlines()[0])
         return
     model.eval()
-    x = torch.from_numpy(io["input"]).permute(0, 3, 1, 2).contiguous()
+    compare(model, io, name, "", "", report)
+    # The same weights at another size (the twin is size-agnostic as is);
+    # required, so a dump that lost them fails instead of skipping.
+    if "sized_input" not in io:
+        report(name, "sized", False, "no sized_* tensors in %s.io.safetensors (parity_dump too old?)" % name)
+        return
+    h, w = io["sized_input"].shape[1:3]
+    compare(model, io, name, "sized_", "@%dx%d" % (h, w), report)
+
+
+def compare(model, io, name, key, suffix, report):
+    """The four checks on io[key + "input"]; check names get `suffix`."""
+    x = torch.from_numpy(io[key + "input"]).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
         logits = model(x).numpy()
         feats = model.features(x).permute(0, 2, 3, 1).numpy()  # NCHW -> NHWC, as dmvjnd
     for prefix in ("", "frozen_"):
-        c_logits, c_feats = io[prefix + "logits"], io[prefix + "features"]
+        check = prefix + "%s" + suffix
+        c_logits, c_feats = io[key + prefix + "logits"], io[key + prefix + "features"]
         diff = float(np.max(np.abs(c_logits - logits)))
-        report(name, prefix + "logits", diff <= LOGIT_TOL, "max abs diff %.2e (|logit| <= %.2f)" % (
+        report(name, check % "logits", diff <= LOGIT_TOL, "max abs diff %.2e (|logit| <= %.2f)" % (
             diff, float(np.max(np.abs(logits)))))
         if c_feats.shape != feats.shape:
-            report(name, prefix + "features", False, "shape %s, twin %s" % (c_feats.shape, feats.shape))
+            report(name, check % "features", False, "shape %s, twin %s" % (c_feats.shape, feats.shape))
             continue
         scale = max(1.0, float(np.max(np.abs(feats))))
         diff = float(np.max(np.abs(c_feats - feats)))
-        report(name, prefix + "features", diff <= FEATURE_TOL * scale, "max abs diff %.2e (max |f| %.2f, %s)" % (
+        report(name, check % "features", diff <= FEATURE_TOL * scale, "max abs diff %.2e (max |f| %.2f, %s)" % (
             diff, scale, "x".join(str(s) for s in c_feats.shape[1:])))
 
 
@@ -75,7 +92,7 @@ def main():
 
     def report(model, check, ok, detail):
         counts[0 if ok else 1] += 1
-        print("%-4s %-13s %-16s %s" % ("ok" if ok else "FAIL", model, check, detail))
+        print("%-4s %-13s %-21s %s" % ("ok" if ok else "FAIL", model, check, detail))
 
     for name in names:
         try:
