@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs `dmvjnd bench` and its PyTorch peer (bench/bench_torch.py) on the same
 # model and batch, one after the other in this one script, and prints both
-# figures and the ratio. Usage: bench/compare.sh [model] [batch]
+# figures and the ratio. Usage: bench/compare.sh [model|all] [batch]
+# ("all": the four JND classifiers, one after the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-resnet20}
 batch=${2:-128}
+if [ "$model" = all ]; then
+    for m in alexnet vgg11bn resnet20 densenet40bc; do bash "$0" "$m" "$batch"; done
+    exit 0
+fi
 py=/usr/bin/python3
 c=$(build/dmvjnd bench --model "$model" --batch "$batch" --json)
 t=$($py bench/bench_torch.py --model "$model" --batch "$batch")

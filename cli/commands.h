@@ -8,5 +8,7 @@ int cmd_train_classifier(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

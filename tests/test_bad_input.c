@@ -657,9 +657,11 @@ static void row_cli_usage(void) {
     CHECK_CLI(0, "");
     CHECK(strstr(cli_out, "usage: dmvjnd classify"));
     cli_rc_ = cli(NULL);
-    CHECK_CLI(2, "usage: dmvjnd <command>");
+    CHECK_CLI(2, "usage: dmvjnd [--conv winograd|direct] <command>");
     CLI("frobnicate");
     CHECK_CLI(2, "dmvjnd: unknown command 'frobnicate'");
+    CLI("--conv", "fft", "bench");
+    CHECK_CLI(2, "dmvjnd: --conv takes 'winograd' or 'direct'");
 }
 
 static void row_cli_unknown_option(void) {
@@ -741,6 +743,22 @@ static void row_cli_bad_combinations(void) {
     CHECK_CLI(2, "give --out DIR");
     CLI("bench", "--mode", "fast");
     CHECK_CLI(2, "--mode must be train, infer or both");
+    CLI("generate", "--model", good_w, "--png", good_png);
+    CHECK_CLI(2, "--model FILE and --out DIR are required");
+    CLI("generate", "--model", good_w, "--out", tp("gen"));
+    CHECK_CLI(2, "give either --cifar DIR [--split S] or --png FILE...");
+    CLI("eval", "--model", good_w);
+    CHECK_CLI(2, "give --out DIR (report files), --json (stdout), or both");
+    CLI("eval", "--model", good_w, "--json", "--split", "validation");
+    CHECK_CLI(2, "--split must be train, test or both, not 'validation'");
+}
+
+/* generate / eval refuse a model file that is missing or is not a JND model. */
+static void row_cli_jnd_model(void) {
+    CLI("generate", "--model", tp("no-such-jnd.safetensors"), "--png", good_png, "--out", tp("gen"));
+    CHECK_CLI(3, "no-such-jnd.safetensors: cannot open: No such file or directory");
+    CLI("eval", "--model", good_w, "--json", "--limit", "1");
+    CHECK_CLI(3, "not a DMV-JND model file (arch 'resnet20', expected 'jnd_ed')");
 }
 
 /* ===================================================== output files */
@@ -966,6 +984,7 @@ int main(void) {
     RUN(row_cli_bad_numbers);
     RUN(row_cli_out_of_range);
     RUN(row_cli_bad_combinations);
+    RUN(row_cli_jnd_model);
     RUN(row_schedule_overflow);
     RUN(row_out_dir_missing_or_unwritable);
     RUN(row_disk_full);

@@ -1,0 +1,307 @@
+/* Generating the DMV-JND of 8-bit images with a trained model: padding,
+ * CAM, E-D, storing x + e, labels before and after. dmvjnd/jnd_generate.h. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmvjnd/cam.h"
+#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/cifar10.h"
+#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/image.h"
+#include "dmvjnd/jnd_generate.h"
+#include "dmvjnd/models.h"
+
+struct dj_jnd_generator {
+    dj_jnd_model model;
+    char *model_path;
+    int count, stride;
+    char *paths[DJ_JND_MAX_CLASSIFIERS];
+    char tags[DJ_JND_MAX_CLASSIFIERS][80];
+    /* Graphs for the current padded size ph x pw (0 x 0: none yet). The
+     * model's own E-D is used when the size is the model's. */
+    int ph, pw;
+    dj_graph *ed; /* owned unless == model.ed */
+    dj_classifier cls[DJ_JND_MAX_CLASSIFIERS];
+};
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static void drop_graphs(dj_jnd_generator *g) {
+    if (g->ed && g->ed != g->model.ed) dj_graph_destroy(g->ed);
+    g->ed = NULL;
+    for (int k = 0; k < g->count; k++) dj_classifier_free(&g->cls[k]);
+    g->ph = g->pw = 0;
+}
+
+void dj_jnd_generator_destroy(dj_jnd_generator *g) {
+    if (!g) return;
+    drop_graphs(g);
+    dj_jnd_model_free(&g->model);
+    free(g->model_path);
+    for (int k = 0; k < g->count; k++) free(g->paths[k]);
+    free(g);
+}
+
+/* Graphs for ph x pw inputs: the E-D (built at that size, the model file's
+ * weights, frozen) and every classifier (dj_classifier_load_sized). */
+static int ensure_size(dj_jnd_generator *g, int ph, int pw) {
+    if (g->ph == ph && g->pw == pw) return DJ_OK;
+    drop_graphs(g);
+    int rc = DJ_OK;
+    if (ph == g->model.h && pw == g->model.w) {
+        g->ed = g->model.ed;
+    } else {
+        dj_rng rng;
+        dj_rng_seed(&rng, 0);
+        rc = dj_model_jnd_ed(&g->ed, &g->model.ed_cfg, ph, pw, &rng);
+        if (!rc) rc = dj_weights_load(g->ed, g->model_path, "jnd_ed");
+        if (!rc) rc = dj_graph_freeze(g->ed);
+    }
+    for (int k = 0; k < g->count && !rc; k++) {
+        rc = dj_classifier_load_sized(&g->cls[k], g->paths[k], 1, ph, pw);
+        if (!rc) {
+            dj_cam_layout L;
+            if (dj_cam_find(g->cls[k].graph, &L))
+                rc = dj_error(DJ_EINVAL, "%s: %s", g->paths[k], dj_last_error());
+        }
+    }
+    if (rc) {
+        drop_graphs(g);
+        return rc;
+    }
+    g->ph = ph;
+    g->pw = pw;
+    return DJ_OK;
+}
+
+int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, const char *const *classifiers,
+                            int count) {
+    if (!out || !model_path) return dj_error(DJ_EINVAL, "jnd generator: NULL argument");
+    *out = NULL;
+    dj_jnd_generator *g = calloc(1, sizeof *g);
+    if (!g) return dj_error(DJ_ENOMEM, "jnd generator: out of memory");
+    int rc = dj_jnd_model_load(model_path, &g->model);
+    if (rc) {
+        free(g);
+        return rc;
+    }
+    if (!(g->model_path = dup_str(model_path))) rc = dj_error(DJ_ENOMEM, "jnd generator: out of memory");
+    const char *const *names = classifiers ? classifiers : (const char *const *)g->model.classifiers;
+    int n = classifiers ? count : g->model.nclassifiers;
+    if (!rc && (n < 1 || n > DJ_JND_MAX_CLASSIFIERS))
+        rc = dj_error(DJ_EINVAL, "jnd generator: %d classifiers (1..%d)", n, DJ_JND_MAX_CLASSIFIERS);
+    for (int k = 0; !rc && k < n; k++) {
+        if (!names[k] || !*names[k]) rc = dj_error(DJ_EINVAL, "jnd generator: classifier %d has an empty path", k + 1);
+        else if (!(g->paths[k] = dup_str(names[k]))) rc = dj_error(DJ_ENOMEM, "jnd generator: out of memory");
+        else g->count = k + 1;
+    }
+    /* Load at 32x32 once, through the JND training's loader: it checks the
+     * shape, the CAM and the normalisation against the model's. */
+    dj_classifier tmp[DJ_JND_MAX_CLASSIFIERS];
+    if (!rc) rc = dj_jnd_classifiers_load(tmp, (const char *const *)g->paths, g->count, NULL, &g->model.norm);
+    int stride = DJ_JND_ED_MULTIPLE;
+    for (int k = 0; !rc && k < g->count; k++) {
+        int s = 0;
+        if (dj_model_stride(tmp[k].arch, &s) || s < 1) {
+            rc = dj_error(DJ_EINVAL, "%s: no stride known for architecture '%s'", g->paths[k], tmp[k].arch);
+            break;
+        }
+        stride = stride / gcd(stride, s) * s;
+        int same = 0;
+        for (int j = 0; j < k; j++) same += !strncmp(tmp[j].arch, tmp[k].arch, sizeof tmp[k].arch);
+        if (same) snprintf(g->tags[k], sizeof g->tags[k], "%s-%d", tmp[k].arch, same + 1);
+        else snprintf(g->tags[k], sizeof g->tags[k], "%s", tmp[k].arch);
+    }
+    if (!rc) dj_jnd_classifiers_free(tmp, g->count);
+    g->stride = stride;
+    if (rc) {
+        dj_jnd_generator_destroy(g);
+        return rc;
+    }
+    *out = g;
+    return DJ_OK;
+}
+
+const dj_jnd_model *dj_jnd_generator_model(const dj_jnd_generator *g) { return g ? &g->model : NULL; }
+int dj_jnd_generator_count(const dj_jnd_generator *g) { return g ? g->count : 0; }
+const char *dj_jnd_generator_tag(const dj_jnd_generator *g, int k) {
+    return g && k >= 0 && k < g->count ? g->tags[k] : "";
+}
+const char *dj_jnd_generator_path(const dj_jnd_generator *g, int k) {
+    return g && k >= 0 && k < g->count ? g->paths[k] : "";
+}
+int dj_jnd_generator_stride(const dj_jnd_generator *g) { return g ? g->stride : 0; }
+
+/* ------------------------------------------------------------ pixel helpers */
+
+static uint8_t to_u8(float v) {
+    if (!(v > 0.f)) return 0; /* also NaN */
+    if (v >= 255.f) return 255;
+    return (uint8_t)lrintf(v);
+}
+
+void dj_jnd_e_to_u8(const float *e, size_t n, float gain, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = to_u8(128.f + gain * 255.f * e[i]);
+}
+
+void dj_jnd_add_u8(const uint8_t *x, const float *e, size_t n, float scale, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = to_u8((float)x[i] + 255.f * scale * e[i]);
+}
+
+double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        se += d * d;
+    }
+    if (n == 0 || se == 0) return DJ_JND_PSNR_MAX;
+    double p = 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+    return p > DJ_JND_PSNR_MAX ? DJ_JND_PSNR_MAX : p;
+}
+
+/* Normalised n x ph x pw x 3 tensor of n h x w images, the last row and
+ * column replicated into the padding. */
+static void pad_normalize(const uint8_t *rgb, int n, int h, int w, int ph, int pw, const dj_jnd_norm *nm, float *x) {
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < ph; y++) {
+            const uint8_t *row = rgb + ((size_t)i * h + (y < h ? y : h - 1)) * w * 3;
+            float *dst = x + ((size_t)i * ph + y) * pw * 3;
+            for (int xx = 0; xx < pw; xx++) {
+                const uint8_t *p = row + (size_t)(xx < w ? xx : w - 1) * 3;
+                for (int c = 0; c < 3; c++) dst[xx * 3 + c] = ((float)p[c] / 255.f - nm->mean[c]) / nm->std[c];
+            }
+        }
+}
+
+static int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+static int check_images(const dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, const char *fn) {
+    if (!g || !rgb) return dj_error(DJ_EINVAL, "%s: NULL argument", fn);
+    if (n < 1 || h < 1 || w < 1 || h > DJ_IMAGE_MAX_SIDE || w > DJ_IMAGE_MAX_SIDE)
+        return dj_error(DJ_EINVAL, "%s: %d images of %dx%d", fn, n, h, w);
+    return DJ_OK;
+}
+
+/* Labels of every classifier on the normalised padded batch x. */
+static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels, int32_t *tmp) {
+    for (int k = 0; k < g->count; k++) {
+        int rc = dj_classify_batch(g->cls[k].graph, x, tmp, NULL, NULL);
+        if (rc) return rc;
+        for (int i = 0; i < x->n; i++) labels[(size_t)i * g->count + k] = tmp[i];
+    }
+    return DJ_OK;
+}
+
+int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int32_t *labels) {
+    int rc = check_images(g, rgb, n, h, w, "jnd classify");
+    if (rc) return rc;
+    if (!labels) return dj_error(DJ_EINVAL, "jnd classify: NULL labels");
+    int ph = round_up(h, g->stride), pw = round_up(w, g->stride);
+    if ((rc = ensure_size(g, ph, pw))) return rc;
+    dj_tensor x = {0};
+    int32_t *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp || (rc = dj_tensor_alloc(&x, n, ph, pw, 3))) {
+        free(tmp);
+        return rc ? rc : dj_error(DJ_ENOMEM, "jnd classify: out of memory");
+    }
+    pad_normalize(rgb, n, h, w, ph, pw, &g->model.norm, x.data);
+    rc = classify_padded(g, &x, labels, tmp);
+    dj_tensor_free(&x);
+    free(tmp);
+    return rc;
+}
+
+int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
+                         float *cam, dj_jnd_image_result *res) {
+    static const char fn[] = "jnd generate";
+    int rc = check_images(g, rgb, n, h, w, fn);
+    if (rc) return rc;
+    const int ph = round_up(h, g->stride), pw = round_up(w, g->stride), K = g->count;
+    if ((rc = ensure_size(g, ph, pw))) return rc;
+    const size_t PHW = (size_t)ph * pw, HW = (size_t)h * w, N = (size_t)n;
+    dj_tensor x = {0}, xc = {0};
+    float *maps[DJ_JND_MAX_CLASSIFIERS] = {0};
+    float *c = malloc(N * PHW * sizeof *c), *ep = malloc(N * HW * 3 * sizeof *ep);
+    uint8_t *xh = malloc(N * HW * 3);
+    int32_t *before = malloc(N * K * sizeof *before), *after = malloc(N * K * sizeof *after);
+    int32_t *tmp = malloc(N * sizeof *tmp);
+    if (!c || !ep || !xh || !before || !after || !tmp) rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
+    for (int k = 0; !rc && k < K; k++)
+        if (!(maps[k] = malloc(N * PHW * sizeof(float)))) rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
+    if (!rc) rc = dj_tensor_alloc(&x, n, ph, pw, 3);
+    if (!rc) rc = dj_tensor_alloc(&xc, n, ph, pw, DJ_JND_ED_IN_CHANNELS);
+    if (rc) goto out;
+
+    /* 1-2: labels and merged CAM of the padded x */
+    pad_normalize(rgb, n, h, w, ph, pw, &g->model.norm, x.data);
+    for (int k = 0; k < K && !rc; k++) {
+        rc = dj_cam_compute(g->cls[k].graph, &x, maps[k], tmp, NULL);
+        for (int i = 0; !rc && i < n; i++) before[(size_t)i * K + k] = tmp[i];
+    }
+    if (!rc) rc = dj_cam_merge((const float *const *)maps, K, N * PHW, c);
+    /* 3: e = E-D([x, c]), cropped, on the pixel scale */
+    if (!rc) {
+        dj_tensor ct = dj_tensor_view(c, n, ph, pw, 1);
+        rc = dj_jnd_stack(&x, &ct, &xc);
+    }
+    const dj_tensor *eo = NULL;
+    if (!rc) rc = dj_graph_forward(g->ed, &xc, 0, NULL, &eo);
+    if (rc) goto out;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++)
+                for (int ch = 0; ch < 3; ch++)
+                    ep[((size_t)i * HW + (size_t)y * w + xx) * 3 + ch] =
+                        eo->data[(((size_t)i * ph + y) * pw + xx) * 3 + ch] * g->model.norm.std[ch];
+    /* 4: the stored image; 5: labels after */
+    dj_jnd_add_u8(rgb, ep, N * HW * 3, 1.f, xh);
+    pad_normalize(xh, n, h, w, ph, pw, &g->model.norm, x.data);
+    if ((rc = classify_padded(g, &x, after, tmp))) goto out;
+
+    for (int i = 0; i < n; i++) {
+        if (res) {
+            dj_jnd_image_result *r = &res[i];
+            memset(r, 0, sizeof *r);
+            const uint8_t *a = rgb + (size_t)i * HW * 3, *b = xh + (size_t)i * HW * 3;
+            const float *ei = ep + (size_t)i * HW * 3;
+            double se = 0, sd = 0;
+            for (size_t p = 0; p < HW * 3; p++) {
+                se += fabs(255.0 * ei[p]);
+                sd += abs((int)a[p] - (int)b[p]);
+            }
+            r->mean_abs_e = se / (double)(HW * 3);
+            r->mean_abs_diff = sd / (double)(HW * 3);
+            r->psnr = dj_psnr_u8(a, b, HW * 3);
+            for (int k = 0; k < K; k++) {
+                r->before[k] = before[(size_t)i * K + k];
+                r->after[k] = after[(size_t)i * K + k];
+                r->kept += r->before[k] == r->after[k];
+            }
+        }
+        if (cam)
+            for (int y = 0; y < h; y++)
+                memcpy(cam + ((size_t)i * h + y) * w, c + ((size_t)i * ph + y) * pw, (size_t)w * sizeof(float));
+    }
+    if (x_hat) memcpy(x_hat, xh, N * HW * 3);
+    if (e) memcpy(e, ep, N * HW * 3 * sizeof(float));
+out:
+    for (int k = 0; k < K; k++) free(maps[k]);
+    free(c);
+    free(ep);
+    free(xh);
+    free(before);
+    free(after);
+    free(tmp);
+    dj_tensor_free(&x);
+    dj_tensor_free(&xc);
+    return rc;
+}

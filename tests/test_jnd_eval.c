@@ -1,0 +1,157 @@
+/* Evaluation (src/jnd/evaluate.c, report.c, montage.c): RCA, PSNR and the
+ * homogeneity test against figures recomputed here from the generator's
+ * outputs, the WGN test's energy and determinism, the subset figures, the
+ * JSON and Markdown reports, and the montage's size. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "dmvjnd/image.h"
+#include "dmvjnd/jnd_eval.h"
+#include "io/json.h"
+#include "jnd_fixture.h"
+
+static jnd_fixture fx;
+enum { N = 10, SUB = 4 };
+#define NB ((size_t)32 * 32 * 3)
+
+static dj_cifar10 make_ds(uint8_t *px, int n, int offset) {
+    dj_cifar10 ds = {.n = n, .offset = offset, .pixels = px, .labels = NULL};
+    return ds;
+}
+
+/* Images in 60..190, so that e (|255 e| < ~50 levels here) is rarely clamped
+ * and the WGN of equal energy stays at about the same PSNR. */
+static void midrange(uint8_t *px, size_t n) {
+    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)(60 + px[i] / 2);
+}
+
+static void test_figures(void) {
+    uint8_t *px = malloc(N * NB), *xh = malloc(N * NB), *alt = malloc(N * NB);
+    float *e = malloc(N * NB * sizeof(float));
+    fixture_images(px, N, 32, 32, 5);
+    midrange(px, N * NB);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    dj_cifar10 ds = make_ds(px, N, 0);
+    dj_jnd_eval_config cfg = dj_jnd_eval_defaults();
+    cfg.batch = 3; /* batches of 3, 3, 3, 1 */
+    cfg.subset = SUB;
+    dj_jnd_eval_stats all, sub;
+    CHECK_OK(dj_jnd_evaluate(g, &ds, &cfg, &all, &sub, NULL, NULL));
+    CHECK(all.images == N && sub.images == SUB && all.classifiers == 2);
+
+    /* reference: one generator call over all images */
+    dj_jnd_image_result res[N];
+    CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, xh, e, NULL, res));
+    double psnr = 0, rca[2] = {0, 0}, kept_all = 0;
+    for (int i = 0; i < N; i++) {
+        psnr += res[i].psnr / N;
+        for (int k = 0; k < 2; k++) rca[k] += (res[i].before[k] == res[i].after[k]) / (double)N;
+        kept_all += (res[i].kept == 2) / (double)N;
+    }
+    CHECK_CLOSE(all.psnr_db, psnr, 1e-9, 1e-12);
+    CHECK_CLOSE(all.rca[0], rca[0], 1e-12, 0);
+    CHECK_CLOSE(all.rca[1], rca[1], 1e-12, 0);
+    CHECK_CLOSE(all.rca_mean, (rca[0] + rca[1]) / 2, 1e-12, 0);
+    CHECK_CLOSE(all.all_kept, kept_all, 1e-12, 0);
+    printf("RCA %.3f %.3f, PSNR %.2f dB, WGN RCA %.3f at %.2f dB\n", all.rca[0], all.rca[1], all.psnr_db,
+           all.wgn_rca_mean, all.wgn_psnr_db);
+    /* homogeneity at k = 4: x + (4/9) e, rounded, classified */
+    dj_jnd_add_u8(px, e, N * NB, 4.f / 9.f, alt);
+    int32_t lab[N * 2];
+    CHECK_OK(dj_jnd_generator_classify(g, alt, N, 32, 32, lab));
+    double h4 = 0, p4 = 0;
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < 2; k++) h4 += (lab[i * 2 + k] == res[i].before[k]) / (2.0 * N);
+        p4 += dj_psnr_u8(px + i * NB, alt + i * NB, NB) / N;
+    }
+    CHECK_CLOSE(all.homogeneity_rca_mean[3], h4, 1e-12, 0);
+    CHECK_CLOSE(all.homogeneity_psnr_db[3], p4, 1e-9, 1e-12);
+    /* PSNR grows as e shrinks: 20 log10(9/k) above the full e's, up to rounding */
+    for (int j = 0; j < DJ_JND_HOMOGENEITY_STEPS; j++)
+        CHECK(all.homogeneity_psnr_db[j] > all.psnr_db + 20 * log10(9.0 / (j + 1)) - 0.6);
+    /* WGN of the same energy as the stored distortion: the same PSNR up to
+     * the noise's own rounding and clamping */
+    CHECK(fabs(all.wgn_psnr_db - all.psnr_db) < 0.3);
+
+    /* the subset figures are those of the first SUB images alone, WGN
+     * included (noise drawn per record, not per batch) */
+    dj_cifar10 first = make_ds(px, SUB, 0);
+    dj_jnd_eval_stats alone;
+    cfg.batch = 200;
+    cfg.subset = 0;
+    CHECK_OK(dj_jnd_evaluate(g, &first, &cfg, &alone, NULL, NULL, NULL));
+    CHECK(!memcmp(&alone, &sub, sizeof alone));
+    /* records are records: the same images at offset 100 draw other noise */
+    dj_cifar10 moved = make_ds(px, SUB, 100);
+    dj_jnd_eval_stats other;
+    CHECK_OK(dj_jnd_evaluate(g, &moved, &cfg, &other, NULL, NULL, NULL));
+    CHECK(other.rca_mean == alone.rca_mean && other.psnr_db == alone.psnr_db);
+    CHECK(other.wgn_psnr_db != alone.wgn_psnr_db);
+    /* switched off: NaN */
+    cfg.wgn = cfg.homogeneity = 0;
+    CHECK_OK(dj_jnd_evaluate(g, &first, &cfg, &other, NULL, NULL, NULL));
+    CHECK(isnan(other.wgn_rca_mean) && isnan(other.homogeneity_rca_mean[0]) && other.rca_mean == alone.rca_mean);
+
+    /* reports */
+    dj_jnd_eval_report rep = {.model_path = fx.model, .gen = g, .has_test = 1, .has_subset = 1, .subset = SUB,
+                              .test = all, .test_subset = sub, .seed = 1, .seconds = 1.5, .montage = "montage.png"};
+    char *js = NULL, *md = NULL;
+    CHECK_OK(dj_jnd_eval_json(&rep, &js));
+    CHECK_OK(dj_jnd_eval_markdown(&rep, &md));
+    dj_json *root = NULL;
+    CHECK_OK(dj_json_parse(js, strlen(js), "report", DJ_JSON_DEFAULT_DEPTH, &root));
+    if (root) {
+        const dj_json *t = dj_json_get(root, "test");
+        CHECK(t && dj_json_get(t, "rca_mean") && dj_json_get(t, "psnr_db") && dj_json_get(t, "wgn_rca_mean"));
+        const dj_json *per = t ? dj_json_get(t, "rca_per_classifier") : NULL;
+        CHECK(per && dj_json_get(per, "resnet20") && dj_json_get(per, "alexnet"));
+        if (per && dj_json_get(per, "alexnet")) CHECK(dj_json_get(per, "alexnet")->number == all.rca[1]);
+        const dj_json *hom = t ? dj_json_get(t, "homogeneity_rca") : NULL;
+        CHECK(hom && hom->type == DJ_JSON_ARRAY && hom->len == 8);
+        CHECK(dj_json_get(root, "test_subset") && !dj_json_get(root, "train"));
+        dj_json_free(root);
+    }
+    CHECK(md && strstr(md, "## Test set (10 images)") && strstr(md, "Homogeneity") && strstr(md, "resnet20"));
+    free(js);
+    free(md);
+    dj_jnd_generator_destroy(g);
+    free(px);
+    free(xh);
+    free(alt);
+    free(e);
+}
+
+static void test_montage(void) {
+    uint8_t px[3 * NB];
+    fixture_images(px, 3, 32, 32, 8);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    char path[400];
+    snprintf(path, sizeof path, "%s/montage.png", fx.dir);
+    CHECK_OK(dj_jnd_montage(g, px, 3, 32, 32, 2, 4.f, path));
+    dj_image img = {0};
+    CHECK_OK(dj_png_read(path, &img));
+    CHECK(img.h == 3 * 64 + 4 * 2 && img.w == 4 * 64 + 5 * 2);
+    /* panel 3 (x) of row 0 is the image, zoomed: top-left pixel */
+    if (img.rgb) CHECK(!memcmp(img.rgb + ((size_t)2 * img.w + 2 + 2 * (64 + 2)) * 3, px, 3));
+    dj_image_free(&img);
+    CHECK_FAILS(dj_jnd_montage(g, px, 3, 32, 32, 0, 4.f, path), DJ_EINVAL, "zoom 0");
+    dj_jnd_generator_destroy(g);
+}
+
+int main(void) {
+    dj_set_num_threads(2);
+    if (fixture_make(&fx, "test_jnd_eval", 3.f)) {
+        fprintf(stderr, "cannot make the test model: %s\n", dj_last_error());
+        return 1;
+    }
+    RUN(test_figures);
+    RUN(test_montage);
+    fixture_remove(&fx);
+    return check_report("test_jnd_eval");
+}

@@ -1,0 +1,219 @@
+/* Generation (src/jnd/generate.c) against independent computations: the
+ * model-file path dj_jnd_generate (itself checked against PyTorch in
+ * tests/torch/test_jnd_parity.sh), the stored bytes and labels recomputed
+ * with plain loops and dj_classify_batch, odd image sizes against a
+ * hand-padded image, and the error paths. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "dmvjnd/cam.h"
+#include "dmvjnd/cifar10.h"
+#include "dmvjnd/jnd_generate.h"
+#include "dmvjnd/train.h"
+#include "jnd_fixture.h"
+
+static jnd_fixture fx;
+
+/* 32x32 images: e, CAM and labels as dj_jnd_generate computes them with the
+ * model file's own E-D; x_hat and "after" recomputed here. */
+static void test_matches_reference(void) {
+    enum { N = 6 };
+    const size_t nb = 32 * 32 * 3;
+    uint8_t *px = malloc(N * nb), *xh = malloc(N * nb), *ref8 = malloc(N * nb);
+    float *e = malloc(N * nb * sizeof(float)), *cam = malloc(N * 32 * 32 * sizeof(float));
+    float *cam_ref = malloc(N * 32 * 32 * sizeof(float));
+    dj_jnd_image_result res[N];
+    fixture_images(px, N, 32, 32, 3);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    CHECK(dj_jnd_generator_count(g) == 2);
+    CHECK(!strcmp(dj_jnd_generator_tag(g, 0), "resnet20") && !strcmp(dj_jnd_generator_tag(g, 1), "alexnet"));
+    CHECK(dj_jnd_generator_stride(g) == 8); /* lcm of E-D 8, resnet 4, alexnet 8 */
+    CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, xh, e, cam, res));
+
+    /* reference: model file + classifiers through the training-side API */
+    dj_jnd_model m;
+    CHECK_OK(dj_jnd_model_load(fx.model, &m));
+    dj_classifier cls[2];
+    const char *paths[2] = {fx.cls[0], fx.cls[1]};
+    CHECK_OK(dj_jnd_classifiers_load(cls, paths, 2, NULL, &m.norm));
+    dj_graph *gs[2] = {cls[0].graph, cls[1].graph};
+    dj_tensor x, er, xr;
+    CHECK_OK(dj_tensor_alloc(&x, N, 32, 32, 3));
+    CHECK_OK(dj_tensor_alloc(&er, N, 32, 32, 3));
+    CHECK_OK(dj_tensor_alloc(&xr, N, 32, 32, 3));
+    CHECK_OK(dj_normalize_u8(px, (size_t)N * 1024, m.norm.mean, m.norm.std, x.data));
+    int32_t before[N * 2];
+    CHECK_OK(dj_jnd_generate(&m, gs, 2, &x, &er, cam_ref, before));
+    double e_err = 0, cam_err = 0, e_max = 0;
+    for (size_t i = 0; i < N * nb; i++) {
+        float ref = er.data[i] * m.norm.std[i % 3];
+        e_err = fmax(e_err, fabs(e[i] - ref));
+        e_max = fmax(e_max, fabs(ref));
+    }
+    for (size_t i = 0; i < N * 1024; i++) cam_err = fmax(cam_err, fabs(cam[i] - cam_ref[i]));
+    printf("32x32: max |e - ref| %.2g (max |e| %.3g), max |cam - ref| %.2g\n", e_err, e_max, cam_err);
+    CHECK(e_err <= 1e-6);
+    CHECK(e_max > 0.02); /* e is not trivially zero */
+    CHECK(cam_err <= 1e-6);
+    /* x_hat: round(x + 255 e), clamped, in double */
+    int changed = 0, flips = 0;
+    for (size_t i = 0; i < N * nb; i++) {
+        double v = nearbyint((double)px[i] + 255.0 * e[i]);
+        ref8[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        changed += ref8[i] != px[i];
+    }
+    CHECK(!memcmp(xh, ref8, N * nb));
+    CHECK(changed > 100);
+    /* after: the classifiers on the stored bytes */
+    CHECK_OK(dj_normalize_u8(xh, (size_t)N * 1024, m.norm.mean, m.norm.std, xr.data));
+    for (int k = 0; k < 2; k++) {
+        int32_t pred[N];
+        CHECK_OK(dj_classify_batch(gs[k], &xr, pred, NULL, NULL));
+        for (int i = 0; i < N; i++) {
+            CHECK(res[i].before[k] == before[i * 2 + k]);
+            CHECK(res[i].after[k] == pred[i]);
+            flips += res[i].before[k] != res[i].after[k];
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        const uint8_t *a = px + i * nb, *b = xh + i * nb;
+        double se = 0, sa = 0, sd = 0;
+        for (size_t p = 0; p < nb; p++) {
+            se += ((double)a[p] - b[p]) * ((double)a[p] - b[p]);
+            sa += fabs(255.0 * e[i * nb + p]);
+            sd += abs((int)a[p] - (int)b[p]);
+        }
+        CHECK_CLOSE(res[i].psnr, 10 * log10(255.0 * 255.0 / (se / nb)), 1e-9, 1e-12);
+        CHECK_CLOSE(res[i].mean_abs_e, sa / nb, 1e-9, 1e-9);
+        CHECK_CLOSE(res[i].mean_abs_diff, sd / nb, 1e-12, 1e-12);
+        CHECK(res[i].kept == (res[i].before[0] == res[i].after[0]) + (res[i].before[1] == res[i].after[1]));
+    }
+    printf("32x32: %d of %d labels changed, %d bytes changed\n", flips, 2 * N, changed);
+    /* dj_jnd_generator_classify agrees with "after" */
+    int32_t lab[N * 2];
+    CHECK_OK(dj_jnd_generator_classify(g, xh, N, 32, 32, lab));
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 2; k++) CHECK(lab[i * 2 + k] == res[i].after[k]);
+
+    dj_tensor_free(&x);
+    dj_tensor_free(&er);
+    dj_tensor_free(&xr);
+    dj_jnd_classifiers_free(cls, 2);
+    dj_jnd_model_free(&m);
+    dj_jnd_generator_destroy(g);
+    free(px);
+    free(xh);
+    free(ref8);
+    free(e);
+    free(cam);
+    free(cam_ref);
+}
+
+/* An odd-sized image (37x21) is padded to 40x24 by repeating its last row
+ * and column, and cropped back: its e, CAM and x_hat equal the crop of the
+ * results on that padded image built by hand (which needs no padding). */
+static void test_odd_size(void) {
+    const int h = 21, w = 37, ph = 24, pw = 40;
+    uint8_t *px = malloc((size_t)h * w * 3), *pad = malloc((size_t)ph * pw * 3);
+    uint8_t *xh = malloc((size_t)h * w * 3), *xhp = malloc((size_t)ph * pw * 3);
+    float *e = malloc((size_t)h * w * 3 * sizeof(float)), *ep = malloc((size_t)ph * pw * 3 * sizeof(float));
+    float *cam = malloc((size_t)h * w * sizeof(float)), *camp = malloc((size_t)ph * pw * sizeof(float));
+    fixture_images(px, 1, h, w, 9);
+    for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++)
+            memcpy(pad + ((size_t)y * pw + x) * 3, px + ((size_t)(y < h ? y : h - 1) * w + (x < w ? x : w - 1)) * 3,
+                   3);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    dj_jnd_image_result r, rp;
+    CHECK_OK(dj_jnd_generator_run(g, px, 1, h, w, xh, e, cam, &r));
+    CHECK_OK(dj_jnd_generator_run(g, pad, 1, ph, pw, xhp, ep, camp, &rp));
+    double de = 0, dc = 0;
+    int dx = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            dc = fmax(dc, fabs(cam[y * w + x] - camp[y * pw + x]));
+            for (int c = 0; c < 3; c++) {
+                de = fmax(de, fabs(e[(y * w + x) * 3 + c] - ep[(y * pw + x) * 3 + c]));
+                dx += xh[(y * w + x) * 3 + c] != xhp[(y * pw + x) * 3 + c];
+            }
+        }
+    printf("37x21: max |e - e(padded)| %.2g, max |cam - cam(padded)| %.2g, %d bytes differ\n", de, dc, dx);
+    CHECK(de <= 1e-6 && dc <= 1e-6 && dx == 0);
+    for (int k = 0; k < 2; k++) CHECK(r.before[k] == rp.before[k]);
+    /* the same generator goes back to 32x32 (graphs rebuilt for the size) */
+    uint8_t img[32 * 32 * 3];
+    fixture_images(img, 1, 32, 32, 3);
+    CHECK_OK(dj_jnd_generator_run(g, img, 1, 32, 32, NULL, NULL, NULL, &r));
+    /* a 1x1 image works (padded to 8x8) */
+    uint8_t one[3] = {10, 200, 30};
+    CHECK_OK(dj_jnd_generator_run(g, one, 1, 1, 1, xh, e, NULL, &r));
+    dj_jnd_generator_destroy(g);
+    free(px);
+    free(pad);
+    free(xh);
+    free(xhp);
+    free(e);
+    free(ep);
+    free(cam);
+    free(camp);
+}
+
+static void test_pixel_helpers(void) {
+    float e[5] = {0.f, 0.5f / 255, -1.f, 1.f, 10.f / 255};
+    uint8_t out[5], x[5] = {0, 100, 100, 100, 250};
+    dj_jnd_e_to_u8(e, 5, 1.f, out);
+    CHECK(out[0] == 128 && out[1] == 128 && out[2] == 0 && out[3] == 255 && out[4] == 138); /* .5 to even */
+    dj_jnd_e_to_u8(e, 5, 4.f, out);
+    CHECK(out[1] == 130 && out[4] == 168);
+    dj_jnd_add_u8(x, e, 5, 1.f, out);
+    CHECK(out[0] == 0 && out[1] == 100 && out[2] == 0 && out[3] == 255 && out[4] == 255);
+    dj_jnd_add_u8(x, e, 5, 0.5f, out);
+    CHECK(out[2] == 0 && out[3] == 228 && out[4] == 255);
+    uint8_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 2};
+    CHECK_CLOSE(dj_psnr_u8(a, b, 4), 10 * log10(255.0 * 255.0 / 1.0), 1e-12, 0);
+    CHECK(dj_psnr_u8(a, a, 4) == DJ_JND_PSNR_MAX);
+}
+
+static void test_errors(void) {
+    dj_jnd_generator *g = NULL;
+    char path[400];
+    snprintf(path, sizeof path, "%s/missing.safetensors", fx.dir);
+    CHECK_FAILS(dj_jnd_generator_create(&g, path, NULL, 0), DJ_EIO, "missing.safetensors");
+    CHECK(g == NULL);
+    /* a classifier file as the model */
+    CHECK_FAILS(dj_jnd_generator_create(&g, fx.cls[0], NULL, 0), DJ_EFORMAT, "not a DMV-JND model");
+    /* the model as a classifier */
+    const char *bad[1] = {fx.model};
+    CHECK(dj_jnd_generator_create(&g, fx.model, bad, 1) != 0 && strstr(dj_last_error(), "jnd.safetensors"));
+    CHECK(g == NULL);
+    /* another classifier set works */
+    const char *one[1] = {fx.cls[1]};
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, one, 1));
+    CHECK(dj_jnd_generator_count(g) == 1 && !strcmp(dj_jnd_generator_tag(g, 0), "alexnet"));
+    uint8_t px[3] = {0};
+    CHECK_FAILS(dj_jnd_generator_run(g, px, 0, 1, 1, NULL, NULL, NULL, NULL), DJ_EINVAL, "0 images");
+    CHECK_FAILS(dj_jnd_generator_run(g, NULL, 1, 1, 1, NULL, NULL, NULL, NULL), DJ_EINVAL, "NULL");
+    CHECK_FAILS(dj_jnd_generator_classify(g, px, 1, 1, 1, NULL), DJ_EINVAL, "NULL labels");
+    dj_jnd_generator_destroy(g);
+    dj_jnd_generator_destroy(NULL);
+}
+
+int main(void) {
+    dj_set_num_threads(2);
+    if (fixture_make(&fx, "test_jnd_generate", 8.f)) {
+        fprintf(stderr, "cannot make the test model: %s\n", dj_last_error());
+        return 1;
+    }
+    RUN(test_matches_reference);
+    RUN(test_odd_size);
+    RUN(test_pixel_helpers);
+    RUN(test_errors);
+    fixture_remove(&fx);
+    return check_report("test_jnd_generate");
+}
