@@ -56,7 +56,7 @@ int cmd_eval(int argc, char **argv) {
     if (rc) goto done;
     const char *model = NULL, *cifar = NULL, *split = "both", *out = NULL;
     int limit = 0, subset = 1000, json = 0, batch = 200, threads = 0, help = 0, no_wgn = 0, no_homo = 0;
-    int montage = 8, quiet = 0;
+    int montage = 8, quiet = 0, no_float = 0;
     double seed = 1, gain = 4;
     cli_opt opts[] = {
         {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
@@ -72,6 +72,7 @@ int cmd_eval(int argc, char **argv) {
         {"seed", OPT_FLOAT, &seed, "seed of the WGN test's noise (default 1)", 0, 9007199254740992.0},
         {"no-wgn", OPT_FLAG, &no_wgn, "skip the WGN test", 0, 0},
         {"no-homogeneity", OPT_FLAG, &no_homo, "skip the homogeneity test", 0, 0},
+        {"no-float", OPT_FLAG, &no_float, "skip the RCA of the unclipped float x + e", 0, 0},
         {"montage", OPT_INT, &montage, "test images in the montage (default 8; 0: none)", 0, 64},
         {"e-gain", OPT_FLOAT, &gain, "contrast of e in the montage (default 4)", 0.01, 100},
         {"batch", OPT_INT, &batch, "images per pass (default 200)", 1, 10000},
@@ -124,6 +125,7 @@ int cmd_eval(int argc, char **argv) {
     cfg.seed = (uint64_t)seed;
     cfg.wgn = !no_wgn;
     cfg.homogeneity = !no_homo;
+    cfg.unclipped = !no_float;
     dj_jnd_eval_report rep = {.model_path = model, .gen = g, .seed = cfg.seed};
     prog_ctx pc = {.quiet = quiet};
     dj_progress_init(&pc.p, stderr, 30);

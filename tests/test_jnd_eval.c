@@ -9,6 +9,7 @@
 #include "check.h"
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_eval.h"
+#include "dmvjnd/train.h"
 #include "io/json.h"
 #include "jnd_fixture.h"
 
@@ -59,6 +60,32 @@ static void test_figures(void) {
     CHECK_CLOSE(all.all_kept, kept_all, 1e-12, 0);
     printf("RCA %.3f %.3f, PSNR %.2f dB, WGN RCA %.3f at %.2f dB\n", all.rca[0], all.rca[1], all.psnr_db,
            all.wgn_rca_mean, all.wgn_psnr_db);
+    /* unclipped float x + e: normalised here, through the classifiers
+     * loaded on their own */
+    {
+        dj_classifier cls[2];
+        const char *paths[2] = {fx.cls[0], fx.cls[1]};
+        CHECK_OK(dj_jnd_classifiers_load(cls, paths, 2, NULL, NULL));
+        dj_tensor xf;
+        CHECK_OK(dj_tensor_alloc(&xf, N, 32, 32, 3));
+        double fr = 0, fp = 0;
+        for (size_t p = 0; p < N * NB; p++) xf.data[p] = ((float)px[p] / 255.f + e[p] - 0.5f) / 0.5f;
+        for (int k = 0; k < 2; k++) {
+            int32_t pred[N];
+            CHECK_OK(dj_classify_batch(cls[k].graph, &xf, pred, NULL, NULL));
+            for (int i = 0; i < N; i++) fr += (pred[i] == res[i].before[k]) / (2.0 * N);
+        }
+        for (int i = 0; i < N; i++) {
+            double se = 0;
+            for (size_t p = 0; p < NB; p++) se += 255.0 * e[i * NB + p] * 255.0 * e[i * NB + p];
+            fp += 10 * log10(255.0 * 255.0 * NB / se) / N;
+        }
+        CHECK_CLOSE(all.float_rca_mean, fr, 1e-12, 0);
+        CHECK_CLOSE(all.float_psnr_db, fp, 1e-9, 1e-12);
+        printf("unclipped float: RCA %.3f at %.2f dB\n", all.float_rca_mean, all.float_psnr_db);
+        dj_tensor_free(&xf);
+        dj_jnd_classifiers_free(cls, 2);
+    }
     /* homogeneity at k = 4: x + (4/9) e, rounded, classified */
     dj_jnd_add_u8(px, e, N * NB, 4.f / 9.f, alt);
     int32_t lab[N * 2];
@@ -92,9 +119,10 @@ static void test_figures(void) {
     CHECK(other.rca_mean == alone.rca_mean && other.psnr_db == alone.psnr_db);
     CHECK(other.wgn_psnr_db != alone.wgn_psnr_db);
     /* switched off: NaN */
-    cfg.wgn = cfg.homogeneity = 0;
+    cfg.wgn = cfg.homogeneity = cfg.unclipped = 0;
     CHECK_OK(dj_jnd_evaluate(g, &first, &cfg, &other, NULL, NULL, NULL));
-    CHECK(isnan(other.wgn_rca_mean) && isnan(other.homogeneity_rca_mean[0]) && other.rca_mean == alone.rca_mean);
+    CHECK(isnan(other.wgn_rca_mean) && isnan(other.homogeneity_rca_mean[0]) && isnan(other.float_rca_mean) &&
+          other.rca_mean == alone.rca_mean);
 
     /* reports */
     dj_jnd_eval_report rep = {.model_path = fx.model, .gen = g, .has_test = 1, .has_subset = 1, .subset = SUB,

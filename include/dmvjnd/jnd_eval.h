@@ -16,6 +16,9 @@
  *                    PSNR is reported beside it). The noise of record r is
  *                    drawn from seed and r only, so it does not depend on
  *                    batching or --limit.
+ *   unclipped float  for comparison with the paper (which probably measured
+ *                    this): the classifiers on x + e in float, neither
+ *                    clamped nor rounded; RCA and the PSNR of e itself.
  *   homogeneity      x + (k/9) e for k = 1..8, clamped and rounded; RCA and
  *                    PSNR at each (paper Sec. V-D: a JND should keep every
  *                    label at any fraction of itself).
@@ -43,6 +46,8 @@ typedef struct dj_jnd_eval_stats {
     double mean_abs_e;             /* mean |e| (levels), float e               */
     double mean_abs_diff;          /* mean |x_hat - x| of the stored bytes     */
     double wgn_rca[DJ_JND_MAX_CLASSIFIERS], wgn_rca_mean, wgn_psnr_db;
+    double float_rca[DJ_JND_MAX_CLASSIFIERS], float_rca_mean; /* unclipped float x + e */
+    double float_psnr_db;                                     /* PSNR of 255 e_pix     */
     double homogeneity_rca[DJ_JND_HOMOGENEITY_STEPS][DJ_JND_MAX_CLASSIFIERS];
     double homogeneity_rca_mean[DJ_JND_HOMOGENEITY_STEPS];
     double homogeneity_psnr_db[DJ_JND_HOMOGENEITY_STEPS];
@@ -53,10 +58,11 @@ typedef struct dj_jnd_eval_config {
     uint64_t seed;    /* the WGN test's noise                                    */
     int wgn;          /* 1: run the WGN test                                     */
     int homogeneity;  /* 1: run the homogeneity test                             */
+    int unclipped;    /* 1: also RCA on the unclipped float x + e                */
     int subset;       /* > 0: also figures over records 0..subset-1 of the split */
 } dj_jnd_eval_config;
 
-/* wgn = homogeneity = 1, batch 200, seed 1, subset 0. */
+/* wgn = homogeneity = unclipped = 1, batch 200, seed 1, subset 0. */
 dj_jnd_eval_config dj_jnd_eval_defaults(void);
 
 typedef void (*dj_jnd_eval_progress_fn)(int done, int total, double images_per_s, double eta_s, void *user);
@@ -83,6 +89,7 @@ typedef struct dj_jnd_eval_report {
  * evaluated "train" / "test" / "test_subset" objects holding rca_mean,
  * rca_per_classifier {tag: rca}, all_kept, psnr_db, mean_abs_e,
  * mean_abs_diff, wgn_rca_mean, wgn_rca_per_classifier, wgn_psnr_db,
+ * float_rca_mean, float_rca_per_classifier, float_psnr_db,
  * homogeneity_rca [8 means, k = 1..8], homogeneity_psnr_db [8], images) or
  * as Markdown. *text is malloc'ed. */
 int dj_jnd_eval_json(const dj_jnd_eval_report *r, char **text);

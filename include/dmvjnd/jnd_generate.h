@@ -80,6 +80,11 @@ int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, 
  * (evaluation's noise and scaled-e tests). */
 int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int32_t *labels);
 
+/* The same for float images on the [0, 1] pixel scale (pix: n*h*w*3,
+ * values outside [0, 1] allowed): what the classifiers say about an
+ * unclipped, unrounded x + e (evaluation's float comparison). */
+int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, int h, int w, int32_t *labels);
+
 /* The 8-bit picture of e (the paper's convention: mid-gray = no change):
  * out = clamp(round(128 + gain * 255 * e_pix), 0, 255) for n values. */
 void dj_jnd_e_to_u8(const float *e, size_t n, float gain, uint8_t *out);

@@ -13,7 +13,7 @@
 #define STEPS DJ_JND_HOMOGENEITY_STEPS
 
 dj_jnd_eval_config dj_jnd_eval_defaults(void) {
-    dj_jnd_eval_config c = {.batch = 200, .seed = 1, .wgn = 1, .homogeneity = 1, .subset = 0};
+    dj_jnd_eval_config c = {.batch = 200, .seed = 1, .wgn = 1, .homogeneity = 1, .unclipped = 1, .subset = 0};
     return c;
 }
 
@@ -24,6 +24,8 @@ typedef struct acc {
     double psnr, abs_e, abs_diff;
     long wgn_kept[DJ_JND_MAX_CLASSIFIERS];
     double wgn_psnr;
+    long float_kept[DJ_JND_MAX_CLASSIFIERS];
+    double float_psnr;
     long homo_kept[STEPS][DJ_JND_MAX_CLASSIFIERS];
     double homo_psnr[STEPS];
 } acc;
@@ -34,7 +36,7 @@ static void finish(const acc *a, int K, const dj_jnd_eval_config *cfg, dj_jnd_ev
     memset(s, 0, sizeof *s);
     s->images = a->n;
     s->classifiers = K;
-    s->wgn_rca_mean = s->wgn_psnr_db = NAN;
+    s->wgn_rca_mean = s->wgn_psnr_db = s->float_rca_mean = s->float_psnr_db = NAN;
     for (int j = 0; j < STEPS; j++) s->homogeneity_rca_mean[j] = s->homogeneity_psnr_db[j] = NAN;
     for (int k = 0; k < K; k++) {
         s->rca[k] = frac(a->kept[k], a->n);
@@ -51,6 +53,14 @@ static void finish(const acc *a, int K, const dj_jnd_eval_config *cfg, dj_jnd_ev
             s->wgn_rca_mean += s->wgn_rca[k] / K;
         }
         s->wgn_psnr_db = a->n ? a->wgn_psnr / a->n : NAN;
+    }
+    if (cfg->unclipped) {
+        s->float_rca_mean = 0;
+        for (int k = 0; k < K; k++) {
+            s->float_rca[k] = frac(a->float_kept[k], a->n);
+            s->float_rca_mean += s->float_rca[k] / K;
+        }
+        s->float_psnr_db = a->n ? a->float_psnr / a->n : NAN;
     }
     if (cfg->homogeneity)
         for (int j = 0; j < STEPS; j++) {
@@ -102,10 +112,11 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
     const int B = cfg.batch > 0 ? cfg.batch : 200, K = dj_jnd_generator_count(g);
     acc *A = calloc(2, sizeof *A); /* [0] all, [1] subset */
     float *e = malloc((size_t)B * NB * sizeof *e), *z = malloc(NB * sizeof *z);
+    float *fl = cfg.unclipped ? malloc((size_t)B * NB * sizeof *fl) : NULL;
     uint8_t *xh = malloc((size_t)B * NB), *alt = malloc((size_t)B * NB);
     int32_t *lab = malloc((size_t)B * K * sizeof *lab);
     dj_jnd_image_result *res = malloc((size_t)B * sizeof *res);
-    int rc = A && e && z && xh && alt && lab && res ? DJ_OK : dj_error(DJ_ENOMEM, "jnd evaluate: out of memory");
+    int rc = A && e && z && xh && alt && lab && res && (fl || !cfg.unclipped) ? DJ_OK : dj_error(DJ_ENOMEM, "jnd evaluate: out of memory");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int start = 0; !rc && start < ds->n; start += B) {
@@ -140,6 +151,25 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
                 }
             }
         }
+        if (cfg.unclipped && !rc) {
+            for (size_t p = 0; p < (size_t)n * NB; p++) fl[p] = (float)x[p] / 255.f + e[p];
+            if ((rc = dj_jnd_generator_classify_f32(g, fl, n, H, H, lab))) break;
+            for (int i = 0; i < n; i++) {
+                int record = ds->offset + start + i;
+                double se = 0;
+                for (size_t p = 0; p < NB; p++) {
+                    double d = 255.0 * e[(size_t)i * NB + p];
+                    se += d * d;
+                }
+                double ps = se > 0 ? 10.0 * log10(255.0 * 255.0 / (se / (double)NB)) : DJ_JND_PSNR_MAX;
+                if (ps > DJ_JND_PSNR_MAX) ps = DJ_JND_PSNR_MAX;
+                for (int s = 0; s < 2; s++) {
+                    if (s == 1 && !(record < cfg.subset)) continue;
+                    add_kept(A[s].float_kept, res[i].before, lab + (size_t)i * K, K, NULL);
+                    A[s].float_psnr += ps;
+                }
+            }
+        }
         for (int j = 0; cfg.homogeneity && j < STEPS; j++) {
             dj_jnd_add_u8(x, e, (size_t)n * NB, (float)(j + 1) / 9.f, alt);
             if ((rc = dj_jnd_generator_classify(g, alt, n, H, H, lab))) break;
@@ -167,6 +197,7 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
     }
     free(A);
     free(e);
+    free(fl);
     free(z);
     free(xh);
     free(alt);

@@ -168,23 +168,33 @@ double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
     return p > DJ_JND_PSNR_MAX ? DJ_JND_PSNR_MAX : p;
 }
 
-/* Normalised n x ph x pw x 3 tensor of n h x w images, the last row and
- * column replicated into the padding. */
-static void pad_normalize(const uint8_t *rgb, int n, int h, int w, int ph, int pw, const dj_jnd_norm *nm, float *x) {
+/* Normalised n x ph x pw x 3 tensor of n h x w images (8-bit, or floats on
+ * the [0, 1] scale when f32 is not NULL), the last row and column
+ * replicated into the padding. The 8-bit form is computed exactly as
+ * dj_normalize_u8 (torchvision's ToTensor + Normalize). */
+static void pad_normalize_any(const uint8_t *rgb, const float *f32, int n, int h, int w, int ph, int pw,
+                              const dj_jnd_norm *nm, float *x) {
     for (int i = 0; i < n; i++)
         for (int y = 0; y < ph; y++) {
-            const uint8_t *row = rgb + ((size_t)i * h + (y < h ? y : h - 1)) * w * 3;
+            size_t row = ((size_t)i * h + (y < h ? y : h - 1)) * w * 3;
             float *dst = x + ((size_t)i * ph + y) * pw * 3;
             for (int xx = 0; xx < pw; xx++) {
-                const uint8_t *p = row + (size_t)(xx < w ? xx : w - 1) * 3;
-                for (int c = 0; c < 3; c++) dst[xx * 3 + c] = ((float)p[c] / 255.f - nm->mean[c]) / nm->std[c];
+                size_t p = row + (size_t)(xx < w ? xx : w - 1) * 3;
+                for (int c = 0; c < 3; c++) {
+                    float v = f32 ? f32[p + c] : (float)rgb[p + c] / 255.f;
+                    dst[xx * 3 + c] = (v - nm->mean[c]) / nm->std[c];
+                }
             }
         }
 }
 
+static void pad_normalize(const uint8_t *rgb, int n, int h, int w, int ph, int pw, const dj_jnd_norm *nm, float *x) {
+    pad_normalize_any(rgb, NULL, n, h, w, ph, pw, nm, x);
+}
+
 static int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
-static int check_images(const dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, const char *fn) {
+static int check_images(const dj_jnd_generator *g, const void *rgb, int n, int h, int w, const char *fn) {
     if (!g || !rgb) return dj_error(DJ_EINVAL, "%s: NULL argument", fn);
     if (n < 1 || h < 1 || w < 1 || h > DJ_IMAGE_MAX_SIDE || w > DJ_IMAGE_MAX_SIDE)
         return dj_error(DJ_EINVAL, "%s: %d images of %dx%d", fn, n, h, w);
@@ -201,8 +211,9 @@ static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *lab
     return DJ_OK;
 }
 
-int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int32_t *labels) {
-    int rc = check_images(g, rgb, n, h, w, "jnd classify");
+static int classify_any(dj_jnd_generator *g, const uint8_t *rgb, const float *f32, int n, int h, int w,
+                        int32_t *labels) {
+    int rc = check_images(g, rgb ? (const void *)rgb : (const void *)f32, n, h, w, "jnd classify");
     if (rc) return rc;
     if (!labels) return dj_error(DJ_EINVAL, "jnd classify: NULL labels");
     int ph = round_up(h, g->stride), pw = round_up(w, g->stride);
@@ -213,11 +224,19 @@ int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, in
         free(tmp);
         return rc ? rc : dj_error(DJ_ENOMEM, "jnd classify: out of memory");
     }
-    pad_normalize(rgb, n, h, w, ph, pw, &g->model.norm, x.data);
+    pad_normalize_any(rgb, f32, n, h, w, ph, pw, &g->model.norm, x.data);
     rc = classify_padded(g, &x, labels, tmp);
     dj_tensor_free(&x);
     free(tmp);
     return rc;
+}
+
+int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int32_t *labels) {
+    return classify_any(g, rgb, NULL, n, h, w, labels);
+}
+
+int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, int h, int w, int32_t *labels) {
+    return classify_any(g, NULL, pix, n, h, w, labels);
 }
 
 int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,

@@ -44,6 +44,12 @@ static void json_stats(dj_jw *w, const dj_jnd_eval_report *r, const char *key, c
     json_per_classifier(w, r, s->wgn_rca);
     dj_jw_key(w, "wgn_psnr_db");
     dj_jw_double(w, s->wgn_psnr_db);
+    dj_jw_key(w, "float_rca_mean");
+    dj_jw_double(w, s->float_rca_mean);
+    dj_jw_key(w, "float_rca_per_classifier");
+    json_per_classifier(w, r, s->float_rca);
+    dj_jw_key(w, "float_psnr_db");
+    dj_jw_double(w, s->float_psnr_db);
     dj_jw_key(w, "homogeneity_rca");
     dj_jw_begin_array(w);
     for (int j = 0; j < STEPS; j++) dj_jw_double(w, s->homogeneity_rca_mean[j]);
@@ -147,6 +153,12 @@ static void md_stats(sbuf *b, const dj_jnd_eval_report *r, const char *title, co
         for (int k = 0; k < K; k++) pct(b, s->wgn_rca[k]);
         pct(b, s->wgn_rca_mean);
         put(b, " %.2f |\n", s->wgn_psnr_db);
+    }
+    if (!isnan(s->float_rca_mean)) {
+        put(b, "| RCA, x + e in float, not clamped or rounded |");
+        for (int k = 0; k < K; k++) pct(b, s->float_rca[k]);
+        pct(b, s->float_rca_mean);
+        put(b, " %.2f |\n", s->float_psnr_db);
     }
     put(b, "\nEvery classifier kept its label on %.2f%% of the images; mean |e| %.2f levels, mean |x_hat - x| "
            "%.2f levels (8-bit).\n",
