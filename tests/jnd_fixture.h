@@ -40,11 +40,13 @@ static int fixture_make(jnd_fixture *f, const char *tag, float e_scale) {
     snprintf(f->dir, sizeof f->dir, "/tmp/dmvjnd_%s_%d", tag, (int)getpid());
     if (mkdir(f->dir, 0700) != 0) return -1;
     static const char *const arch[2] = {"resnet20", "alexnet"};
+    char dir[sizeof f->dir]; /* a copy: snprintf into f from f->dir would alias (-Wrestrict) */
+    memcpy(dir, f->dir, sizeof dir);
     dj_rng r;
     dj_rng_seed(&r, 42);
     for (int k = 0; k < 2; k++) {
         dj_graph *g = NULL;
-        snprintf(f->cls[k], sizeof f->cls[k], "%s/%s.safetensors", f->dir, arch[k]);
+        snprintf(f->cls[k], sizeof f->cls[k], "%s/%s.safetensors", dir, arch[k]);
         if (dj_model_build(&g, arch[k], 10, &r)) return -1;
         fixture_randomise_bn(g, &r);
         int rc = dj_weights_save(g, f->cls[k], arch[k], NULL, 0);
@@ -65,7 +67,7 @@ static int fixture_make(jnd_fixture *f, const char *tag, float e_scale) {
     dj_jnd_model_info info = {.ed_cfg = cfg, .h = 32, .w = 32, .e_unit = DJ_JND_UNIT_NORMALIZED, .clip = 1,
                               .alpha = 1, .beta = 1, .norm = dj_jnd_norm_paper(), .classifiers = paths,
                               .nclassifiers = 2};
-    snprintf(f->model, sizeof f->model, "%s/jnd.safetensors", f->dir);
+    snprintf(f->model, sizeof f->model, "%s/jnd.safetensors", dir);
     int rc = dj_jnd_model_save(ed, f->model, &info, NULL, 0);
     dj_graph_destroy(ed);
     return rc ? -1 : 0;
