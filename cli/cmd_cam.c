@@ -1,12 +1,10 @@
 /* dmvjnd cam: class activation maps (dmvjnd/cam.h) of one or more
  * classifiers, each for its own predicted class, and their mean, written as
  * grey PNG heat maps and optionally as raw floats in a safetensors file. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "args.h"
 #include "commands.h"
@@ -116,16 +114,6 @@ out:
     return rc;
 }
 
-/* Creates the output folder if missing (one level), then checks it. */
-static int prepare_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return dj_error(errno == ENOENT ? DJ_ENOTFOUND : DJ_EIO, "%s: cannot create the output folder: %s", dir,
-                        strerror(errno));
-    int rc = dj_check_writable_dir(dir);
-    if (rc) return dj_error(rc, "output folder %s: %s", dir, dj_last_error());
-    return DJ_OK;
-}
-
 int cmd_cam(int argc, char **argv) {
     const char **models = NULL, **pngs = NULL;
     int nmodels = 0, npng = 0;
@@ -178,7 +166,7 @@ int cmd_cam(int argc, char **argv) {
     float **cams = NULL, **conf = NULL, *merged = NULL;
     int32_t **pred = NULL;
     uint8_t grey[HW];
-    int st = prepare_dir(out);
+    int st = cli_prepare_out_dir(out);
     if (st) {
         rc = cli_fail("cam", st);
         goto done;

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "args.h"
@@ -101,15 +100,7 @@ int cmd_eval(int argc, char **argv) {
     }
     dj_set_num_threads(threads);
     int st_rc = DJ_OK;
-    if (out && mkdir(out, 0777) != 0) {
-        struct stat st;
-        if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "dmvjnd eval: cannot create the output folder '%s'\n", out);
-            rc = EXIT_INPUT;
-            goto done;
-        }
-    }
-    if (out && (st_rc = dj_check_writable_dir(out))) {
+    if (out && (st_rc = cli_prepare_out_dir(out))) {
         rc = cli_fail("eval", st_rc);
         goto done;
     }

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "args.h"
 #include "commands.h"
@@ -197,15 +196,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     dj_set_num_threads(threads);
-    if (mkdir(out, 0777) != 0) {
-        struct stat st;
-        if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "dmvjnd generate: cannot create the output folder '%s'\n", out);
-            rc = EXIT_INPUT;
-            goto done;
-        }
-    }
-    int st_rc = dj_check_writable_dir(out);
+    int st_rc = cli_prepare_out_dir(out);
     if (st_rc) {
         rc = cli_fail("generate", st_rc);
         goto done;

@@ -1,13 +1,16 @@
-/* Inputs of `dmvjnd classify` and `dmvjnd cam`; see inputs.h. */
+/* Inputs and output folders of the CLI commands; see inputs.h. */
 #include "inputs.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 
 const char *const cli_class_names[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
@@ -155,4 +158,13 @@ void cli_models_free(cli_models *ms) {
     free(ms->m);
     free(ms->tag);
     memset(ms, 0, sizeof *ms);
+}
+
+int cli_prepare_out_dir(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return dj_error(errno == ENOENT ? DJ_ENOTFOUND : DJ_EIO, "%s: cannot create the output folder: %s", dir,
+                        strerror(errno));
+    int rc = dj_check_writable_dir(dir);
+    if (rc) return dj_error(rc, "output folder %s: %s", dir, dj_last_error());
+    return DJ_OK;
 }

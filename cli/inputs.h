@@ -1,4 +1,4 @@
-/* Shared by `dmvjnd classify` and `dmvjnd cam`: repeated options (--model
+/* Shared by the CLI commands (classify, cam, generate, eval): repeated options (--model
  * F --model G, --png A B C), the images to run on (a CIFAR-10 slice or PNG
  * files) and the classifiers (weights files). */
 #ifndef DMVJND_CLI_INPUTS_H
@@ -49,6 +49,10 @@ typedef struct cli_models {
 
 int cli_models_load(cli_models *ms, const char *const *paths, int count);
 void cli_models_free(cli_models *ms);
+
+/* Creates an output folder if missing (one level), then checks that it can
+ * be written. Returns a library status; the message names the folder. */
+int cli_prepare_out_dir(const char *dir);
 
 /* CIFAR-10's class names (fixed by the data set). */
 extern const char *const cli_class_names[10];

@@ -32,43 +32,38 @@ typedef struct acc {
 
 static double frac(long a, int n) { return n ? (double)a / n : NAN; }
 
+/* rca[k] = kept[k] / n and their mean over the K classifiers. */
+static double rcas(const long *kept, int n, int K, double *rca) {
+    double mean = 0;
+    for (int k = 0; k < K; k++) {
+        rca[k] = frac(kept[k], n);
+        mean += rca[k] / K;
+    }
+    return mean;
+}
+
 static void finish(const acc *a, int K, const dj_jnd_eval_config *cfg, dj_jnd_eval_stats *s) {
     memset(s, 0, sizeof *s);
     s->images = a->n;
     s->classifiers = K;
     s->wgn_rca_mean = s->wgn_psnr_db = s->float_rca_mean = s->float_psnr_db = NAN;
     for (int j = 0; j < STEPS; j++) s->homogeneity_rca_mean[j] = s->homogeneity_psnr_db[j] = NAN;
-    for (int k = 0; k < K; k++) {
-        s->rca[k] = frac(a->kept[k], a->n);
-        s->rca_mean += s->rca[k] / K;
-    }
+    s->rca_mean = rcas(a->kept, a->n, K, s->rca);
     s->all_kept = frac(a->all_kept, a->n);
     s->psnr_db = a->n ? a->psnr / a->n : NAN;
     s->mean_abs_e = a->n ? a->abs_e / a->n : NAN;
     s->mean_abs_diff = a->n ? a->abs_diff / a->n : NAN;
     if (cfg->wgn) {
-        s->wgn_rca_mean = 0;
-        for (int k = 0; k < K; k++) {
-            s->wgn_rca[k] = frac(a->wgn_kept[k], a->n);
-            s->wgn_rca_mean += s->wgn_rca[k] / K;
-        }
+        s->wgn_rca_mean = rcas(a->wgn_kept, a->n, K, s->wgn_rca);
         s->wgn_psnr_db = a->n ? a->wgn_psnr / a->n : NAN;
     }
     if (cfg->unclipped) {
-        s->float_rca_mean = 0;
-        for (int k = 0; k < K; k++) {
-            s->float_rca[k] = frac(a->float_kept[k], a->n);
-            s->float_rca_mean += s->float_rca[k] / K;
-        }
+        s->float_rca_mean = rcas(a->float_kept, a->n, K, s->float_rca);
         s->float_psnr_db = a->n ? a->float_psnr / a->n : NAN;
     }
     if (cfg->homogeneity)
         for (int j = 0; j < STEPS; j++) {
-            s->homogeneity_rca_mean[j] = 0;
-            for (int k = 0; k < K; k++) {
-                s->homogeneity_rca[j][k] = frac(a->homo_kept[j][k], a->n);
-                s->homogeneity_rca_mean[j] += s->homogeneity_rca[j][k] / K;
-            }
+            s->homogeneity_rca_mean[j] = rcas(a->homo_kept[j], a->n, K, s->homogeneity_rca[j]);
             s->homogeneity_psnr_db[j] = a->n ? a->homo_psnr[j] / a->n : NAN;
         }
 }
