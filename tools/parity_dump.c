@@ -22,13 +22,24 @@
  *                                        sized_input (4x64x48x3), sized_logits,
  *                                        sized_features, sized_frozen_logits,
  *                                        sized_frozen_features
- * and prints two lines per model. Exit status 0 when every model was written. */
+ * and prints two lines per model. Exit status 0 when every model was written.
+ *
+ *     parity_dump OUTDIR --shipped MODELDIR
+ *
+ * The shipped classifiers instead: for each MODELDIR/<name>.safetensors of
+ * the four that exists, loaded and frozen as the CLI does, on CIFAR-10 test
+ * records 0-99 (default data folder): OUTDIR/shipped_<name>.io.safetensors
+ * with input (100x32x32x3), logits, features, cams (100x32x32, each image's
+ * CAM for its own label, dj_cam_compute) and labels. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmvjnd/cam.h"
 #include "dmvjnd/checkpoint.h"
+#include "dmvjnd/cifar10.h"
+#include "dmvjnd/train.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
 #include "dmvjnd/models.h"
@@ -226,10 +237,73 @@ done:
     return rc;
 }
 
+#define SHIPPED_N 100
+
+static int dump_shipped(const char *dir, const char *modeldir, const char *name, int *found) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.safetensors", modeldir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return DJ_OK; /* not shipped (yet) */
+    fclose(f);
+    (*found)++;
+    dj_classifier c;
+    dj_cifar10 ds = {0};
+    dj_tensor x = {0};
+    dj_st_writer *w = NULL;
+    float *cams = malloc(SHIPPED_N * 32 * 32 * sizeof *cams);
+    int32_t lab[SHIPPED_N];
+    int64_t lab64[SHIPPED_N];
+    dj_cifar10_opts o = {0, SHIPPED_N, 0};
+    int rc = dj_classifier_load(&c, path, 1);
+    if (rc) {
+        free(cams);
+        return rc;
+    }
+    if (!cams) rc = dj_error(DJ_ENOMEM, "out of memory");
+    if (!rc) rc = dj_cifar10_load(&ds, NULL, "test", &o);
+    if (!rc) rc = dj_tensor_alloc(&x, SHIPPED_N, 32, 32, 3);
+    if (!rc) rc = dj_normalize_u8(ds.pixels, (size_t)SHIPPED_N * 1024, c.mean, c.std, x.data);
+    if (!rc) rc = dj_cam_compute(c.graph, &x, cams, lab, NULL);
+    dj_cam_layout L;
+    if (!rc) rc = dj_cam_find(c.graph, &L);
+    if (rc) goto done;
+    /* dj_cam_compute ran the forward: logits and features are still there */
+    const dj_tensor *lo = dj_graph_node_output(c.graph, dj_graph_output_node(c.graph));
+    const dj_tensor *fe = dj_graph_node_output(c.graph, L.feature_node);
+    for (int i = 0; i < SHIPPED_N; i++) lab64[i] = lab[i];
+    int64_t s_in[4] = {SHIPPED_N, 32, 32, 3}, s_lo[2] = {SHIPPED_N, L.classes},
+            s_f[4] = {SHIPPED_N, L.h, L.w, L.c}, s_c[3] = {SHIPPED_N, 32, 32}, s_l[1] = {SHIPPED_N};
+    if ((rc = dj_st_writer_new(&w))) goto done;
+    if ((rc = dj_st_writer_add_f32(w, "input", 4, s_in, x.data)) ||
+        (rc = dj_st_writer_add_f32(w, "logits", 2, s_lo, lo->data)) ||
+        (rc = dj_st_writer_add_f32(w, "features", 4, s_f, fe->data)) ||
+        (rc = dj_st_writer_add_f32(w, "cams", 3, s_c, cams)) || (rc = dj_st_writer_add_i64(w, "labels", 1, s_l, lab64)))
+        goto done;
+    snprintf(path, sizeof path, "%s/shipped_%s.io.safetensors", dir, name);
+    rc = dj_st_writer_write(w, path);
+    if (!rc) printf("parity_dump: shipped %s (%s): %d test images\n", name, c.arch, SHIPPED_N);
+done:
+    dj_st_writer_free(w);
+    dj_tensor_free(&x);
+    dj_cifar10_free(&ds);
+    dj_classifier_free(&c);
+    free(cams);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static const char *defaults[] = {"alexnet", "vgg11bn", "resnet20", "densenet40bc"};
+    if (argc == 4 && !strcmp(argv[2], "--shipped")) {
+        int found = 0, failed = 0;
+        for (int i = 0; i < 4; i++)
+            if (dump_shipped(argv[1], argv[3], defaults[i], &found)) {
+                fprintf(stderr, "parity_dump: shipped %s: %s\n", defaults[i], dj_last_error());
+                failed++;
+            }
+        return failed ? 1 : 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: parity_dump OUTDIR [MODEL ...]\n");
+        fprintf(stderr, "usage: parity_dump OUTDIR [MODEL ...] | parity_dump OUTDIR --shipped MODELDIR\n");
         return 2;
     }
     const char **models = argc > 2 ? (const char **)argv + 2 : defaults;

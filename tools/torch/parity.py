@@ -18,6 +18,16 @@ and the same four at another input size (HxW = 64x48, from parity_dump's
 sized_* tensors: the same weights in a graph built by dj_model_build_sized),
 reported as logits@HxW, features@HxW, frozen_logits@HxW, frozen_features@HxW,
 so 32x32 weights are checked to compute what the twin computes at any size.
+
+    parity.py DIR --shipped MODELDIR
+
+The shipped classifiers instead (`parity_dump DIR --shipped MODELDIR`): each
+MODELDIR/<name>.safetensors, unchanged, in the twin, on the C side's 100
+CIFAR-10 test images: logits (max abs diff <= 1e-3), labels (equal wherever
+the twin's top two logits are more than 1e-3 apart), and the class activation
+maps recomputed here from the twin's features and linear layer (Zhou et al.:
+W[label] . F, bilinear upsampling with align_corners=False, per-image min-max
+normalisation; max abs diff <= 1e-3).
 Prints one line per check and "parity: N passed, N failed"; exits 1 on any failure.
 Run everything with tools/torch/run_parity.sh.
 """
@@ -82,10 +92,65 @@ def compare(model, io, name, key, suffix, report):
             diff, scale, "x".join(str(s) for s in c_feats.shape[1:])))
 
 
+def twin_cams(model, x, labels):
+    """CAM of each image for its label, as include/dmvjnd/cam.h defines it."""
+    import torch.nn.functional as F
+    lin = model.fc if hasattr(model, "fc") else model.classifier
+    with torch.no_grad():
+        feats = model.features(x)                              # N x C x h x w
+        w = lin.weight[torch.from_numpy(labels).long()]        # N x C
+        m = torch.einsum("nchw,nc->nhw", feats, w).unsqueeze(1)
+        m = F.interpolate(m, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
+        lo = m.flatten(1).min(1)[0][:, None, None]
+        m = m - lo
+        hi = m.flatten(1).max(1)[0][:, None, None]
+        return torch.where(hi > 0, m / torch.where(hi > 0, hi, torch.ones_like(hi)), torch.zeros_like(m)).numpy()
+
+
+def check_shipped(d, modeldir, report):
+    found = 0
+    for name in DEFAULT:
+        io_path = os.path.join(d, "shipped_%s.io.safetensors" % name)
+        if not os.path.exists(io_path):
+            continue
+        found += 1
+        tensors, meta = models.read_safetensors(os.path.join(modeldir, name + ".safetensors"))
+        io, _ = models.read_safetensors(io_path)
+        model = models.build(name, io["logits"].shape[1])
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+        model.eval()
+        x = torch.from_numpy(io["input"]).permute(0, 3, 1, 2).contiguous()
+        with torch.no_grad():
+            logits = model(x).numpy()
+        diff = float(np.max(np.abs(io["logits"] - logits)))
+        report(name, "shipped_logits", diff <= LOGIT_TOL, "max abs diff %.2e on %d test images (|logit| <= %.2f)" % (
+            diff, x.shape[0], float(np.max(np.abs(logits)))))
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > LOGIT_TOL
+        same = io["labels"] == logits.argmax(1)
+        report(name, "shipped_labels", bool(np.all(same[clear])), "%d/%d equal (%d with a clear top logit)" % (
+            int(same.sum()), len(same), int(clear.sum())))
+        cams = twin_cams(model, x, io["labels"])
+        diff = float(np.max(np.abs(io["cams"] - cams)))
+        report(name, "shipped_cams", diff <= FEATURE_TOL, "max abs diff %.2e" % diff)
+    report("models", "shipped_found", found >= 1, "%d shipped classifier(s) in %s" % (found, modeldir))
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
+    if len(sys.argv) == 4 and sys.argv[2] == "--shipped":
+        torch.set_num_threads(2)
+        counts = [0, 0]
+
+        def report_s(model, check, ok, detail):
+            counts[0 if ok else 1] += 1
+            print("%-4s %-13s %-21s %s" % ("ok" if ok else "FAIL", model, check, detail))
+
+        check_shipped(sys.argv[1], sys.argv[3], report_s)
+        print("parity: %d passed, %d failed" % tuple(counts))
+        return 1 if counts[1] else 0
     d, names = sys.argv[1], sys.argv[2:] or DEFAULT
     torch.set_num_threads(2)
     counts = [0, 0]
