@@ -891,6 +891,16 @@ static void row_train_bad_resume(void) {
     CHECK(strstr(cli_err, "cosine:-1") || strstr(cli_err, "min_lr"));
 }
 
+/* A disk too full for a run's outputs is refused before the run starts:
+ * the check itself (a real file system cannot be filled here), and that
+ * train-classifier's outputs pass it on this one. */
+static void row_disk_too_full_upfront(void) {
+    CHECK_OK(dj_check_free_space(tp("w.safetensors"), 1));
+    CHECK_FAILS(dj_check_free_space(tp("w.safetensors"), UINT64_MAX / 2), DJ_EIO, "w.safetensors': only ");
+    CHECK(strstr(dj_last_error(), "MB free on its file system, and this run writes about"));
+    CHECK_OK(dj_check_training_space(resnet, tp("w.safetensors"), tp("w.ckpt")));
+}
+
 static void row_train_disk_full(void) {
     if (!have_data) {
         fprintf(stderr, "row_train_disk_full: skipped (no CIFAR-10)\n");
@@ -990,6 +1000,7 @@ int main(void) {
     RUN(row_disk_full);
     RUN(row_train_nan_loss);
     RUN(row_train_bad_resume);
+    RUN(row_disk_too_full_upfront);
     RUN(row_train_disk_full);
 
     dj_graph_destroy(resnet);

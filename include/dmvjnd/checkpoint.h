@@ -138,6 +138,14 @@ int dj_checkpoint_save(const char *path, const dj_graph *g, const char *arch, dj
 int dj_checkpoint_load(const char *path, dj_graph *g, const char *arch, dj_optim *opt, dj_rng *rng,
                        int64_t *epoch, int64_t *step);
 
+/* Refuse, before a training run starts, output folders whose file system is
+ * too full for what the run will write (dj_check_free_space): the weights
+ * file (every parameter and buffer of g, float32) at weights_path, and at
+ * checkpoint_path a checkpoint (the same plus up to two optimiser tensors per
+ * parameter) twice over, since the old one stays until the new one replaces
+ * it; 1 MB of margin each (metadata, CSV). NULL paths are skipped. */
+int dj_check_training_space(const dj_graph *g, const char *weights_path, const char *checkpoint_path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #define DMVJND_FILEIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,6 +73,12 @@ int dj_check_writable_dir(const char *path);
 /* Directory that will hold `path`'s file ("." when path has no '/'); checks
  * that it is writable as dj_check_writable_dir does. */
 int dj_check_writable_parent(const char *path);
+
+/* Check, before long work starts, that the file system holding `path`'s
+ * file has at least `need` bytes available to this user (statvfs
+ * f_bavail). DJ_EIO naming the path and both sizes otherwise; a file system
+ * that cannot be asked passes (the write itself still reports a full disk). */
+int dj_check_free_space(const char *path, uint64_t need);
 
 #ifdef __cplusplus
 }

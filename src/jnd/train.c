@@ -1137,6 +1137,13 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
         req.test = cfg->eval_limit > 0 ? &j->test : NULL;
         req.batch = B;
         cache_relay relay = {cb};
+        /* a cache file to write (not there yet) must fit before minutes of
+         * computing: 16-bit maps and 32-bit labels per image and flip */
+        if (cache_path[0] && access(cache_path, F_OK) != 0) {
+            uint64_t per = (uint64_t)SIDE * SIDE * 2u + (uint64_t)j->K * 4u;
+            uint64_t n = 2u * (uint64_t)j->train.n + (cfg->eval_limit > 0 ? (uint64_t)j->test.n : 0u);
+            if ((rc = dj_check_free_space(cache_path, n * per + (1u << 20)))) goto out;
+        }
         if ((rc = dj_jnd_cache_get(&j->cache, cache_path[0] ? cache_path : NULL, &req, relay_cache, &relay,
                                    &res->cache_reused)))
             goto out;
@@ -1156,6 +1163,7 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
             for (size_t q = 0; q < p->count; q++) p->data[q] *= cfg->e_init;
         }
     }
+    if ((rc = dj_check_training_space(j->ed, cfg->out_path, cfg->checkpoint_path))) goto out;
     if ((rc = dj_graph_make_optim(j->ed, &cfg->optim, &j->opt))) goto out;
     {
         dj_jnd_step_config sc;

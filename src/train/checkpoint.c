@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmvjnd/fileio.h"
 #include "optim/optim_impl.h" /* the param list, to check the state's layout */
 #include "train/weights_impl.h"
 
@@ -291,5 +292,16 @@ int dj_checkpoint_load(const char *path, dj_graph *g, const char *arch, dj_optim
 out:
     free(src);
     dj_st_close(f);
+    return rc;
+}
+
+int dj_check_training_space(const dj_graph *g, const char *weights_path, const char *checkpoint_path) {
+    if (!g) return dj_error(DJ_EINVAL, "training space check: NULL graph");
+    uint64_t bytes = 0;
+    for (int i = 0; i < dj_graph_num_params(g); i++) bytes += (uint64_t)dj_graph_param(g, i)->count * 4u;
+    const uint64_t margin = 1u << 20;
+    int rc = DJ_OK;
+    if (weights_path) rc = dj_check_free_space(weights_path, bytes + margin);
+    if (!rc && checkpoint_path) rc = dj_check_free_space(checkpoint_path, 2 * 3 * bytes + margin);
     return rc;
 }

@@ -507,6 +507,8 @@ int dj_train_classifier(const dj_train_config *cfg, const dj_train_callbacks *cb
             goto out;
         }
     }
+    /* a full disk is found now, not after hours of work */
+    if ((rc = dj_check_training_space(j.g, cfg->out_path, cfg->checkpoint_path))) goto out;
     if ((rc = dj_graph_make_optim(j.g, &cfg->optim, &j.opt))) goto out;
     if ((rc = dj_train_recipe(cfg, N, j.recipe, j.recipe_buf, sizeof j.recipe_buf)) < 0) goto out;
     j.nrecipe = rc;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "dmvjnd/dmvjnd.h"
@@ -296,4 +297,19 @@ int dj_check_writable_parent(const char *path) {
     int st = dj_check_writable_dir(dir);
     free(dir);
     return st;
+}
+
+int dj_check_free_space(const char *path, uint64_t need) {
+    if (!path || !*path) return dj_error(DJ_EINVAL, "output file: empty path");
+    const char *base;
+    char *dir = dir_of(path, &base);
+    if (!dir) return dj_error(DJ_ENOMEM, "out of memory");
+    struct statvfs fs;
+    int asked = statvfs(dir, &fs) == 0;
+    free(dir);
+    if (!asked) return DJ_OK;
+    uint64_t avail = (uint64_t)fs.f_bavail * (uint64_t)fs.f_frsize;
+    if (avail >= need) return DJ_OK;
+    return dj_error(DJ_EIO, "'%s': only %.1f MB free on its file system, and this run writes about %.1f MB there",
+                    path, (double)avail / 1e6, (double)need / 1e6);
 }
