@@ -107,7 +107,9 @@ int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, cons
     /* Load at 32x32 once, through the JND training's loader: it checks the
      * shape, the CAM and the normalisation against the model's. */
     dj_classifier tmp[DJ_JND_MAX_CLASSIFIERS];
+    int loaded = 0;
     if (!rc) rc = dj_jnd_classifiers_load(tmp, (const char *const *)g->paths, g->count, NULL, &g->model.norm);
+    if (!rc) loaded = 1;
     int stride = DJ_JND_ED_MULTIPLE;
     for (int k = 0; !rc && k < g->count; k++) {
         int s = 0;
@@ -121,7 +123,7 @@ int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, cons
         if (same) snprintf(g->tags[k], sizeof g->tags[k], "%s-%d", tmp[k].arch, same + 1);
         else snprintf(g->tags[k], sizeof g->tags[k], "%s", tmp[k].arch);
     }
-    if (!rc) dj_jnd_classifiers_free(tmp, g->count);
+    if (loaded) dj_jnd_classifiers_free(tmp, g->count);
     g->stride = stride;
     if (rc) {
         dj_jnd_generator_destroy(g);
