@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
+#include "train/recipe.h"
 #include "util/progress.h"
 
 typedef struct printer {
@@ -78,21 +79,6 @@ static int split_list(char *s, const char **out, int max) {
     return n;
 }
 
-static int parse_triple(const char *s, float v[3]) {
-    const char *c = s;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        double d = strtod(c, &end);
-        if (end == c || !isfinite(d)) return -1;
-        v[i] = (float)d;
-        c = end;
-        if (i < 2) {
-            if (*c != ',') return -1;
-            c++;
-        }
-    }
-    return *c ? -1 : 0;
-}
 
 int cmd_train(int argc, char **argv) {
     const char *preset = "paper", *classifiers = NULL, *optim = NULL, *schedule = NULL, *e_unit = NULL;
@@ -196,7 +182,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "dmvjnd train: --e-unit must be normalized or pixel01, not '%s'\n", e_unit);
         goto done;
     }
-    if ((mean && parse_triple(mean, cfg.norm.mean)) || (stdv && parse_triple(stdv, cfg.norm.std))) {
+    if ((mean && recipe_parse_triple(mean, cfg.norm.mean)) || (stdv && recipe_parse_triple(stdv, cfg.norm.std))) {
         fprintf(stderr, "dmvjnd train: --mean and --std take three numbers r,g,b\n");
         goto done;
     }
