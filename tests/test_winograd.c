@@ -254,6 +254,144 @@ static void test_gradcheck(void) {
             }
 }
 
+/* dw (+)= sum over images and output pixels of dy (x) the input patch, and
+ * db (+)= sum of dy, in double. */
+static void ref_backward_weights(const dj_tensor *x, const dj_tensor *dy, int pad, float *dw, float *db) {
+    int ci = x->c, co = dy->c;
+    size_t nw = (size_t)co * ci * 9;
+    double *sw = calloc(nw, sizeof(double)), *sb = calloc((size_t)co, sizeof(double));
+    for (int n = 0; n < dy->n; n++)
+        for (int oy = 0; oy < dy->h; oy++)
+            for (int ox = 0; ox < dy->w; ox++)
+                for (int k = 0; k < co; k++) {
+                    double g = dy->data[((size_t)(n * dy->h + oy) * dy->w + ox) * co + k];
+                    sb[k] += g;
+                    for (int ky = 0; ky < 3; ky++) {
+                        int iy = oy - pad + ky;
+                        if (iy < 0 || iy >= x->h) continue;
+                        for (int kx = 0; kx < 3; kx++) {
+                            int ix = ox - pad + kx;
+                            if (ix < 0 || ix >= x->w) continue;
+                            const float *xp = x->data + ((size_t)(n * x->h + iy) * x->w + ix) * ci;
+                            for (int c = 0; c < ci; c++) sw[((size_t)(k * ci + c) * 3 + ky) * 3 + kx] += g * xp[c];
+                        }
+                    }
+                }
+    for (size_t i = 0; i < nw; i++) dw[i] = (float)(dw[i] + sw[i]);
+    if (db)
+        for (int k = 0; k < co; k++) db[k] = (float)(db[k] + sb[k]);
+    free(sw);
+    free(sb);
+}
+
+/* Backward-weights on awkward shapes (partial tiles, channels off the
+ * 8-lane grid, pad 0/1/2, F(2) and F(4), 1 and 3 threads), accumulating
+ * into non-zero dw and db, against the naive loop. */
+static void test_backward_weights(void) {
+    static const int shapes[][5] = {{3, 5, 7, 8, 8},  {2, 7, 5, 17, 9}, {1, 1, 1, 9, 33},
+                                    {2, 9, 10, 33, 17}, {3, 3, 3, 16, 24}, {2, 13, 11, 40, 64}};
+    int keep = dj_get_num_threads(), cases = 0;
+    double worst = 0;
+    for (int s = 0; s < 6; s++)
+        for (int pad = 0; pad <= 2; pad++)
+            for (int m = 2; m <= 4; m += 2)
+                for (int threads = 1; threads <= 3; threads += 2) {
+                    fx f;
+                    if (fx_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], pad,
+                                1200 + s) != 0) {
+                        fx_free(&f);
+                        continue;
+                    }
+                    cases++;
+                    size_t nw = (size_t)f.cout * f.cin * 9;
+                    float *dw = malloc(nw * sizeof(float)), *db = malloc((size_t)f.cout * sizeof(float));
+                    gc_fill(dw, nw, -1.f, 1.f, 31);
+                    gc_fill(db, (size_t)f.cout, -1.f, 1.f, 32);
+                    float *rw = malloc(nw * sizeof(float)), *rb = malloc((size_t)f.cout * sizeof(float));
+                    memcpy(rw, dw, nw * sizeof(float));
+                    memcpy(rb, db, (size_t)f.cout * sizeof(float));
+                    int with_bias = (s + pad) & 1;
+                    ref_backward_weights(&f.x, &f.dy, pad, rw, with_bias ? rb : NULL);
+                    dj_wino *o = NULL;
+                    CHECK_OK(dj_wino_create(&o, f.cin, f.cout, pad, 0));
+                    CHECK_OK(dj_wino_tune_weights(o, m));
+                    dj_set_num_threads(threads);
+                    CHECK_OK(dj_wino_backward_weights(o, &f.x, &f.dy, dw, with_bias ? db : NULL));
+                    dj_set_num_threads(keep);
+                    double e = rel_err(dw, rw, nw);
+                    if (!(e <= TOL))
+                        fprintf(stderr, "backward-weights shape %d pad %d F%d threads %d: %g\n", s, pad, m, threads, e);
+                    CHECK(e <= TOL);
+                    if (!(e <= worst)) worst = e;
+                    if (with_bias)
+                        CHECK(rel_err(db, rb, (size_t)f.cout) <= TOL);
+                    else
+                        CHECK(memcmp(db, rb, (size_t)f.cout * sizeof(float)) == 0); /* db NULL: untouched */
+                    free(dw);
+                    free(db);
+                    free(rw);
+                    free(rb);
+                    dj_wino_destroy(o);
+                    fx_free(&f);
+                }
+    printf("backward-weights: %d cases, worst error relative to max |dw| %.2g\n", cases, worst);
+    dj_wino *o = NULL;
+    CHECK_OK(dj_wino_create(&o, 8, 8, 1, 0));
+    CHECK_FAILS(dj_wino_tune_weights(o, 3), DJ_EINVAL, "m = 3");
+    fx f;
+    CHECK(fx_init(&f, 1, 4, 4, 8, 8, 1, 1300) == 0);
+    float dw[8 * 8 * 9];
+    dj_tensor bad = f.dy;
+    bad.h = 3;
+    CHECK_FAILS(dj_wino_backward_weights(o, &f.x, &bad, dw, NULL), DJ_EINVAL, "dy is");
+    CHECK_FAILS(dj_wino_backward_weights(o, &f.x, &f.dy, NULL, NULL), DJ_EINVAL, "dw");
+    dj_wino_destroy(o);
+    fx_free(&f);
+}
+
+/* Backward-weights against central differences of the forward: L = sum(y *
+ * r) is linear in w, so the difference quotient is exact up to rounding. */
+typedef struct gcw_ctx {
+    dj_wino *o;
+    fx *f;
+} gcw_ctx;
+
+static double wino_loss_w(void *p) {
+    gcw_ctx *g = p;
+    if (dj_wino_forward(g->o, &g->f->x, g->f->w, g->f->b, &g->f->y, 0, 0) != 0) return NAN;
+    double l = 0;
+    size_t ny = dj_tensor_numel(&g->f->y);
+    for (size_t i = 0; i < ny; i++) l += (double)g->f->y.data[i] * g->f->dy.data[i];
+    return l;
+}
+
+static void test_gradcheck_weights(void) {
+    static const int shapes[][5] = {{3, 5, 7, 8, 9}, {2, 6, 6, 17, 8}};
+    for (int s = 0; s < 2; s++)
+        for (int m = 2; m <= 4; m += 2)
+            for (int pad = 0; pad <= 2; pad++) {
+                fx f;
+                CHECK(fx_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], pad, 1400 + s) ==
+                      0);
+                size_t nw = (size_t)f.cout * f.cin * 9;
+                float *dw = calloc(nw, sizeof(float));
+                dj_wino *o = NULL, *fwd = NULL;
+                CHECK_OK(dj_wino_create(&o, f.cin, f.cout, pad, 0));
+                CHECK_OK(dj_wino_tune_weights(o, m));
+                CHECK_OK(dj_wino_backward_weights(o, &f.x, &f.dy, dw, NULL));
+                CHECK_OK(dj_wino_create(&fwd, f.cin, f.cout, pad, 0)); /* unfrozen: follows w */
+                gcw_ctx g = {fwd, &f};
+                char what[64];
+                snprintf(what, sizeof what, "weights shape %d F%d pad %d", s, m, pad);
+                double e = gc_check(what, wino_loss_w, &g, f.w, dw, nw, 0.25f, 1e-3, 1e-2, 300);
+                CHECK(e <= 1);
+                free(dw);
+                dj_wino_destroy(o);
+                dj_wino_destroy(fwd);
+                fx_free(&f);
+            }
+}
+
 /* ResNet-20's layers against oneDNN's direct kernel (dj_conv_*), with its
  * fused post-ops, and backward-data with accumulation. */
 static void test_vs_onednn(void) {
@@ -380,7 +518,7 @@ static void test_bad_args(void) {
 /* dj_conv_* with desc.winograd on 3x3/s1/p1 routes forward (input cin >= 8)
  * and backward-data (input cout >= 8) through this kernel: results match
  * the naive loops within Winograd's precision, with post-ops, accumulation
- * and frozen weights; backward-weights stays oneDNN's. */
+ * and frozen weights; backward-weights (cin and cout >= 8, not frozen) too. */
 static void test_conv_routing(void) {
     static const int chans[][2] = {{9, 17}, {5, 17}, {17, 5}};
     dj_backend_set_strict(0); /* odd channel counts may get slow oneDNN kernels */
@@ -428,7 +566,7 @@ static void test_conv_routing(void) {
             } else {
                 float *dw = calloc((size_t)cout * cin * 9, sizeof(float));
                 CHECK_OK(dj_conv_backward_weights(c, &f.x, &f.dy, dw, NULL));
-                CHECK(strstr(dj_conv_impl_name(c, 2), "winograd") == NULL);
+                CHECK((strstr(dj_conv_impl_name(c, 2), "winograd") != NULL) == (cin >= 8 && cout >= 8));
                 /* dw[k][c][ky][kx] = sum x[iy][ix][c] dy[oy][ox][k] */
                 double e = 0;
                 for (int k = 0; k < cout; k++)
@@ -473,6 +611,8 @@ int main(void) {
     RUN(test_awkward);
     RUN(test_elementwise);
     RUN(test_gradcheck);
+    RUN(test_backward_weights);
+    RUN(test_gradcheck_weights);
     RUN(test_vs_onednn);
     RUN(test_frozen);
     RUN(test_threads);

@@ -60,10 +60,11 @@ typedef struct dj_conv_desc {
                     /* run forward (with post-ops) and backward-data on the  */
                     /* library's own F(4x4,3x3) kernel (src/nn/winograd.c,   */
                     /* ~1e-5 relative to direct conv) when that pass's input */
-                    /* has >= 8 channels (cin forward, cout backward-data);  */
-                    /* backward-weights and the other passes run on oneDNN's */
-                    /* direct kernel. Other shapes: oneDNN's Winograd where  */
-                    /* it has one (AVX-512), else its direct kernel          */
+                    /* has >= 8 channels (cin forward, cout backward-data),  */
+                    /* and backward-weights when both have >= 8; the other   */
+                    /* passes run on oneDNN's direct kernel. Other shapes:   */
+                    /* oneDNN's Winograd where it has one (AVX-512), else    */
+                    /* its direct kernel                                     */
 } dj_conv_desc;
 
 typedef struct dj_conv dj_conv; /* opaque: descriptor + cached primitives */

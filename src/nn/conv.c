@@ -3,8 +3,8 @@
  * This file checks descriptors and tensor shapes and says precisely what is
  * wrong; the oneDNN work (primitives, layouts, caches) lives in
  * src/backend/dnnl.c behind src/backend/dnnl_conv.h. Convolutions with
- * desc.winograd on 3x3 stride-1 pad-1 layers run forward and backward-data
- * on the library's own Winograd kernel (src/nn/winograd.c). */
+ * desc.winograd on 3x3 stride-1 pad-1 layers run forward, backward-data and
+ * backward-weights on the library's own Winograd kernel (src/nn/winograd.c). */
 #include <limits.h>
 #include <stdint.h>
 
@@ -17,6 +17,7 @@ struct dj_conv {
     dj_bconv *impl;         /* oneDNN: the passes the Winograd kernel does not run */
     dj_wino *wino;          /* src/nn/winograd.c, or NULL                          */
     int wino_fwd, wino_bwd; /* forward / backward-data run on `wino`               */
+    int wino_bww;           /* backward-weights runs on `wino`                     */
 };
 
 /* The layers src/nn/winograd.c takes (see nn.h, dj_conv_desc.winograd).
@@ -96,7 +97,8 @@ int dj_conv_create(dj_conv **out, const dj_conv_desc *d) {
     if (use_own_winograd(d)) {
         c->wino_fwd = d->cin >= 8;
         c->wino_bwd = d->cout >= 8;
-        if (c->wino_fwd || c->wino_bwd) {
+        c->wino_bww = d->cin >= 8 && d->cout >= 8 && !d->frozen;
+        if (c->wino_fwd || c->wino_bwd || c->wino_bww) {
             rc = dj_wino_create(&c->wino, d->cin, d->cout, d->pad, d->frozen);
             if (rc != DJ_OK) {
                 dj_free(c);
@@ -201,6 +203,7 @@ int dj_conv_backward_weights(dj_conv *c, const dj_tensor *x, const dj_tensor *dy
     rc = check_pair(c, fn, "x", x, "dy", dy);
     if (rc != DJ_OK) return rc;
     if (!dw && !db) return DJ_OK; /* nothing wanted */
+    if (c->wino_bww && dw) return dj_wino_backward_weights(c->wino, x, dy, dw, db);
     return dj_bconv_backward_weights(c->impl, x, dy, dw, db);
 }
 
@@ -212,7 +215,8 @@ void dj_conv_weights_changed(dj_conv *c) {
 
 const char *dj_conv_impl_name(const dj_conv *c, int pass) {
     if (!c) return "";
-    if ((pass == DJ_CONV_PASS_FWD && c->wino_fwd) || (pass == DJ_CONV_PASS_BWD_DATA && c->wino_bwd))
+    if ((pass == DJ_CONV_PASS_FWD && c->wino_fwd) || (pass == DJ_CONV_PASS_BWD_DATA && c->wino_bwd) ||
+        (pass == DJ_CONV_PASS_BWD_WEIGHTS && c->wino_bww))
         return dj_wino_impl_name(c->wino);
     return dj_bconv_impl_name(c->impl, pass);
 }

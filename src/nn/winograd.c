@@ -112,6 +112,12 @@ struct dj_wino {
     float *ws;
     size_t ws_thread; /* floats per thread */
     int ws_threads;
+    /* Backward-weights: its own tile size (mw) and per-thread workspace
+     * (V and dY blocks and the thread's [P][Cout8][Cin8] sums). */
+    int mw;
+    float *wsw;
+    size_t wsw_thread;
+    int wsw_threads;
     char name[48];
 };
 
@@ -152,6 +158,7 @@ int dj_wino_create(dj_wino **out, int cin, int cout, int pad, int frozen) {
     o->pad = pad;
     o->frozen = frozen ? 1 : 0;
     o->m = 4;
+    o->mw = 4;
     o->cin8 = round8(cin);
     o->cout8 = round8(cout);
     set_name(o);
@@ -164,6 +171,7 @@ void dj_wino_destroy(dj_wino *o) {
     dj_free(o->uf);
     dj_free(o->ub);
     dj_free(o->ws);
+    dj_free(o->wsw);
     dj_free(o);
 }
 
@@ -844,4 +852,319 @@ int dj_wino_backward_data(dj_wino *o, const dj_tensor *dy, const float *w, dj_te
     o->ub_m = rc == DJ_OK ? o->m : 0;
     o->ub_src = w;
     return rc;
+}
+
+/* ------------------------------------------------------ backward-weights */
+
+/* dL/dg of a tile is G^T [(A dY A^T) . (B^T d B)] G (the transpose of the
+ * forward Y = A^T [(G g G^T) . (B^T d B)] A): per block of tiles, the input
+ * patches go through the forward's input transform (V, [t][p][Cin8]) and
+ * the m x m output gradients through A . A^T (Z, [t][p][Cout8]); per
+ * position p the thread's sums S[p] (Cout8 x Cin8) gain Z[.][p]^T V[.][p]
+ * (a GEMM whose reduction runs over the block's tiles). At the end the
+ * threads' sums are added and mapped back to 3 x 3 by G^T . G. */
+
+/* A y for F(4x4): 4 -> 6 (A^T is at6's matrix). */
+WINO_INLINE void a6(const v8 *y, v8 *z) {
+    const v8 two = v8_set1(2.f), four = v8_set1(4.f), eight = v8_set1(8.f);
+    v8 e = v8_add(y[0], y[2]), o = v8_add(y[1], y[3]);
+    v8 e4 = v8_fma(four, y[2], y[0]), o8 = v8_fma(eight, y[3], v8_mul(two, y[1]));
+    z[0] = y[0];
+    z[1] = v8_add(e, o);
+    z[2] = v8_sub(e, o);
+    z[3] = v8_add(e4, o8);
+    z[4] = v8_sub(e4, o8);
+    z[5] = y[3];
+}
+
+/* A y for F(2x2): 2 -> 4. */
+WINO_INLINE void a4(const v8 *y, v8 *z) {
+    z[0] = y[0];
+    z[1] = v8_add(y[0], y[1]);
+    z[2] = v8_sub(y[0], y[1]);
+    z[3] = v8_sub(v8_zero(), y[1]);
+}
+
+/* G^T v: A -> 3 (G as in gt()). */
+WINO_INLINE void gtt(const int A, const v8 *v, v8 *r) {
+    v8 s12 = v8_add(v[1], v[2]), d21 = v8_sub(v[2], v[1]);
+    if (A == 6) {
+        v8 s34 = v8_add(v[3], v[4]), d34 = v8_sub(v[3], v[4]);
+        r[0] = v8_fma(v8_set1(1.f / 24), s34, v8_fnma(v8_set1(1.f / 6), s12, v8_mul(v8_set1(0.25f), v[0])));
+        r[1] = v8_fma(v8_set1(1.f / 12), d34, v8_mul(v8_set1(1.f / 6), d21));
+        r[2] = v8_add(v8_mul(v8_set1(1.f / 6), v8_sub(s34, s12)), v[5]);
+    } else {
+        v8 h = v8_mul(v8_set1(0.5f), s12);
+        r[0] = v8_add(v[0], h);
+        r[1] = v8_mul(v8_set1(-0.5f), d21);
+        r[2] = v8_add(h, v[3]);
+    }
+}
+
+/* Z = A dY A^T of one tile, all channel groups: dy points at the tile's
+ * top-left output pixel (rows ys floats apart, pixels c apart), rows x cols
+ * of the m x m tile inside the image (the rest count as 0). Writes position
+ * p, channel ch to z[p * round8(c) + ch], padded lanes 0. */
+WINO_INLINE void dy_tile_c(const int A, const float *dy, ptrdiff_t ys, const int c, int rows, int cols, float *z) {
+    const int m = A - 2;
+    const size_t pstride = (size_t)round8(c);
+    for (int g = 0; g * 8 < c; g++) {
+        int lanes = c - g * 8 < 8 ? c - g * 8 : 8;
+        v8 t[4][6]; /* t[i][b]: row i of dY, A applied along the row */
+        for (int i = 0; i < m; i++) {
+            v8 y[4];
+            for (int j = 0; j < m; j++)
+                y[j] = i < rows && j < cols ? v8_ld(dy + i * ys + (ptrdiff_t)j * c + g * 8, lanes) : v8_zero();
+            if (A == 6)
+                a6(y, t[i]);
+            else
+                a4(y, t[i]);
+        }
+        for (int b = 0; b < A; b++) {
+            v8 col[4], r[6];
+            for (int i = 0; i < m; i++) col[i] = t[i][b];
+            if (A == 6)
+                a6(col, r);
+            else
+                a4(col, r);
+            for (int a = 0; a < A; a++) v8_store(z + (size_t)(a * A + b) * pstride + g * 8, r[a]);
+        }
+    }
+}
+
+WINO_INLINE void dy_tile(const int A, const float *dy, ptrdiff_t ys, int c, int rows, int cols, float *z) {
+    switch (c) {
+    case 16: dy_tile_c(A, dy, ys, 16, rows, cols, z); break;
+    case 32: dy_tile_c(A, dy, ys, 32, rows, cols, z); break;
+    case 64: dy_tile_c(A, dy, ys, 64, rows, cols, z); break;
+    default: dy_tile_c(A, dy, ys, c, rows, cols, z); break;
+    }
+}
+
+/* s[R x 8 NV] += sum_t a[t * as + r] * b[t * bs + 0 .. 8 NV - 1] over nt
+ * tiles; rows of s ldc floats apart. R <= 6, NV = 1 or 2. */
+WINO_INLINE void ukern_w(const int R, const int NV, int nt, const float *a, size_t as, const float *b, size_t bs,
+                         float *s, size_t ldc) {
+    v8 c00 = v8_zero(), c01 = v8_zero(), c10 = v8_zero(), c11 = v8_zero(), c20 = v8_zero(), c21 = v8_zero();
+    v8 c30 = v8_zero(), c31 = v8_zero(), c40 = v8_zero(), c41 = v8_zero(), c50 = v8_zero(), c51 = v8_zero();
+#define UW_LOAD(r)                                                                                                     \
+    if (R > r) {                                                                                                       \
+        c##r##0 = v8_load(s + r * ldc);                                                                                \
+        if (NV == 2) c##r##1 = v8_load(s + r * ldc + 8);                                                               \
+    }
+    UW_LOAD(0)
+    UW_LOAD(1)
+    UW_LOAD(2)
+    UW_LOAD(3)
+    UW_LOAD(4)
+    UW_LOAD(5)
+#undef UW_LOAD
+#define UW_ROW(r)                                                                                                      \
+    if (R > r) {                                                                                                       \
+        v8 av = v8_bcast(a + r);                                                                                       \
+        c##r##0 = v8_fma(av, b0, c##r##0);                                                                             \
+        if (NV == 2) c##r##1 = v8_fma(av, b1, c##r##1);                                                                \
+    }
+    for (int t = 0; t < nt; t++, a += as, b += bs) {
+        v8 b0 = v8_load(b);
+        v8 b1 = NV == 2 ? v8_load(b + 8) : b0;
+        UW_ROW(0)
+        UW_ROW(1)
+        UW_ROW(2)
+        UW_ROW(3)
+        UW_ROW(4)
+        UW_ROW(5)
+    }
+#undef UW_ROW
+#define UW_STORE(r)                                                                                                    \
+    if (R > r) {                                                                                                       \
+        v8_store(s + r * ldc, c##r##0);                                                                                \
+        if (NV == 2) v8_store(s + r * ldc + 8, c##r##1);                                                               \
+    }
+    UW_STORE(0)
+    UW_STORE(1)
+    UW_STORE(2)
+    UW_STORE(3)
+    UW_STORE(4)
+    UW_STORE(5)
+#undef UW_STORE
+}
+
+/* S[co8 x ci8] += Z^T V over nt tiles: z rows (output channels) contiguous,
+ * tiles zs apart; v likewise with vs. */
+static void gemm_w(int nt, int co8, int ci8, const float *z, size_t zs, const float *v, size_t vs, float *s) {
+    for (int j = 0; j < ci8; j += 16) {
+        int wide = ci8 - j >= 16;
+        for (int r = 0; r < co8; r += 6) {
+            int rows = co8 - r < 6 ? co8 - r : 6;
+            float *sr = s + (size_t)r * ci8 + j;
+            const float *zr = z + r, *vj = v + j;
+            if (wide && rows == 6)
+                ukern_w(6, 2, nt, zr, zs, vj, vs, sr, ci8);
+            else if (wide)
+                switch (rows) {
+                case 5: ukern_w(5, 2, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 4: ukern_w(4, 2, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 3: ukern_w(3, 2, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 2: ukern_w(2, 2, nt, zr, zs, vj, vs, sr, ci8); break;
+                default: ukern_w(1, 2, nt, zr, zs, vj, vs, sr, ci8); break;
+                }
+            else
+                switch (rows) {
+                case 6: ukern_w(6, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 5: ukern_w(5, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 4: ukern_w(4, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 3: ukern_w(3, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                case 2: ukern_w(2, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                default: ukern_w(1, 1, nt, zr, zs, vj, vs, sr, ci8); break;
+                }
+        }
+    }
+}
+
+typedef struct wjob {
+    const float *x, *dy;
+    int n, h, w, oh, ow;
+    float *dw, *db;
+} wjob;
+
+/* Tiles per block of backward-weights: V and Z of a block take ~192 KiB
+ * (they are read back once per position while hot), at least 16 tiles so
+ * that each pass over the sums S[p] does some work, at most 96. */
+static int tiles_w(const dj_wino *o, int A) {
+    size_t per_tile = (size_t)A * A * (size_t)(o->cin8 + o->cout8) * sizeof(float);
+    size_t t = (size_t)(192 * 1024) / per_tile;
+    if (t < 16) t = 16;
+    if (t > 96) t = 96;
+    return (int)t;
+}
+
+static size_t wsw_floats(const dj_wino *o, int A, int tb) {
+    size_t P = (size_t)A * A;
+    return round16(P * (size_t)tb * (size_t)o->cin8) + round16(P * (size_t)tb * (size_t)o->cout8) +
+           round16(P * (size_t)o->cout8 * (size_t)o->cin8) + round16((size_t)o->cout8);
+}
+
+WINO_INLINE void run_thread_w(const int A, const dj_wino *o, const wjob *jb, int tb, int tid, int nth) {
+    const int m = A - 2, P = A * A;
+    const int ci = o->cin, co = o->cout, ci8 = o->cin8, co8 = o->cout8;
+    float *ws = o->wsw + (size_t)tid * o->wsw_thread;
+    float *V = ws, *Z = V + round16((size_t)P * tb * ci8), *S = Z + round16((size_t)P * tb * co8);
+    float *bsum = S + round16((size_t)P * co8 * ci8);
+    memset(S, 0, (size_t)P * co8 * ci8 * sizeof(float));
+    memset(bsum, 0, (size_t)co8 * sizeof(float));
+
+    const int th = (jb->oh + m - 1) / m, tw = (jb->ow + m - 1) / m;
+    const long long per_img = (long long)th * tw, total = per_img * jb->n;
+    const long long t0 = total * tid / nth, t1 = total * (tid + 1) / nth;
+    const size_t vts = (size_t)ci8 * P, zts = (size_t)co8 * P;
+    const size_t in_img = (size_t)jb->h * jb->w * ci, out_img = (size_t)jb->oh * jb->ow * co;
+    const ptrdiff_t ys = (ptrdiff_t)jb->ow * co;
+
+    for (long long b0 = t0; b0 < t1; b0 += tb) {
+        int nb = (int)(t1 - b0 < tb ? t1 - b0 : tb);
+        cursor c = cur_at(b0, per_img, tw);
+        for (int r = 0; r < nb; r++, cur_next(&c, th, tw)) {
+            int oy = c.ty * m, ox = c.tx * m;
+            int rows = jb->oh - oy < m ? jb->oh - oy : m, cols = jb->ow - ox < m ? jb->ow - ox : m;
+            const float *dyp = jb->dy + (size_t)c.img * out_img + ((size_t)oy * jb->ow + ox) * co;
+            in_tile(A, jb->x + (size_t)c.img * in_img, jb->h, jb->w, ci, oy - o->pad, ox - o->pad, V + (size_t)r * vts);
+            dy_tile(A, dyp, ys, co, rows, cols, Z + (size_t)r * zts);
+            if (jb->db) /* bias gradient: the sum of dY over the tile's pixels */
+                for (int i = 0; i < rows; i++)
+                    for (int j = 0; j < cols; j++) {
+                        const float *px = dyp + i * ys + (ptrdiff_t)j * co;
+                        for (int k = 0; k < co; k++) bsum[k] += px[k];
+                    }
+        }
+        for (int p = 0; p < P; p++)
+            gemm_w(nb, co8, ci8, Z + (size_t)p * co8, zts, V + (size_t)p * ci8, vts, S + (size_t)p * co8 * ci8);
+    }
+#pragma omp barrier
+    /* Sum the threads' S and map each (co, 8 input channels) back to 3 x 3. */
+    const int groups = ci8 / 8;
+    const size_t s_off = (size_t)(S - ws);
+#pragma omp for schedule(static)
+    for (int q = 0; q < co * groups; q++) {
+        int oc = q / groups, g = q % groups;
+        v8 sp[MAXP];
+        for (int p = 0; p < P; p++) {
+            size_t off = s_off + ((size_t)p * co8 + oc) * ci8 + (size_t)g * 8;
+            v8 acc = v8_load(o->wsw + off);
+            for (int t = 1; t < nth; t++) acc = v8_add(acc, v8_load(o->wsw + (size_t)t * o->wsw_thread + off));
+            sp[p] = acc;
+        }
+        v8 tk[3][6]; /* tk[ky][b] = sum_a G[a][ky] S[a][b] */
+        for (int b = 0; b < A; b++) {
+            v8 col[6], r[3];
+            for (int a = 0; a < A; a++) col[a] = sp[a * A + b];
+            gtt(A, col, r);
+            for (int k = 0; k < 3; k++) tk[k][b] = r[k];
+        }
+        float out[9][8];
+        for (int ky = 0; ky < 3; ky++) {
+            v8 r[3];
+            gtt(A, tk[ky], r);
+            for (int kx = 0; kx < 3; kx++) v8_store(out[ky * 3 + kx], r[kx]);
+        }
+        int lanes = ci - g * 8 < 8 ? ci - g * 8 : 8;
+        for (int l = 0; l < lanes; l++) {
+            float *d = jb->dw + ((size_t)oc * ci + (size_t)g * 8 + l) * 9;
+            for (int e = 0; e < 9; e++) d[e] += out[e][l];
+        }
+    }
+    if (jb->db) {
+#pragma omp single
+        for (int t = 0; t < nth; t++) {
+            const float *bs = o->wsw + (size_t)t * o->wsw_thread + (bsum - ws);
+            for (int k = 0; k < co; k++) jb->db[k] += bs[k];
+        }
+    }
+}
+
+static void run_thread_w_f4(const dj_wino *o, const wjob *jb, int tb, int tid, int nth) {
+    run_thread_w(6, o, jb, tb, tid, nth);
+}
+static void run_thread_w_f2(const dj_wino *o, const wjob *jb, int tb, int tid, int nth) {
+    run_thread_w(4, o, jb, tb, tid, nth);
+}
+
+int dj_wino_backward_weights(dj_wino *o, const dj_tensor *x, const dj_tensor *dy, float *dw, float *db) {
+    static const char fn[] = "dj_wino_backward_weights";
+    if (!o || !dw) return dj_error(DJ_EINVAL, "%s: object or dw NULL", fn);
+    int rc = check_pair(o, fn, x, o->cin, "x", dy, o->cout, "dy");
+    if (rc != DJ_OK) return rc;
+    const int A = o->mw + 2;
+    int tb = tiles_w(o, A);
+    int threads = omp_get_max_threads();
+    if (threads < 1) threads = 1;
+    size_t per = wsw_floats(o, A, tb);
+    if (!o->wsw || threads > o->wsw_threads || per > o->wsw_thread) {
+        if (per < o->wsw_thread) per = o->wsw_thread;
+        if (threads < o->wsw_threads) threads = o->wsw_threads;
+        dj_free(o->wsw);
+        o->wsw = dj_malloc(per * (size_t)threads * sizeof(float));
+        if (!o->wsw) {
+            o->wsw_thread = 0;
+            o->wsw_threads = 0;
+            return dj_error(DJ_ENOMEM, "cannot allocate %zu bytes of winograd workspace",
+                            per * (size_t)threads * sizeof(float));
+        }
+        o->wsw_thread = per;
+        o->wsw_threads = threads;
+    }
+    wjob jb = {.x = x->data, .dy = dy->data, .n = x->n, .h = x->h, .w = x->w, .oh = dy->h, .ow = dy->w, .dw = dw,
+               .db = db};
+    void (*fn_)(const dj_wino *, const wjob *, int, int, int) = o->mw == 4 ? run_thread_w_f4 : run_thread_w_f2;
+    threads = omp_get_max_threads() < 1 ? 1 : omp_get_max_threads();
+#pragma omp parallel num_threads(threads)
+    fn_(o, &jb, tb, omp_get_thread_num(), omp_get_num_threads());
+    return DJ_OK;
+}
+
+int dj_wino_tune_weights(dj_wino *o, int m) {
+    if (!o) return dj_error(DJ_EINVAL, "dj_wino_tune_weights: object is NULL");
+    if (m != 2 && m != 4) return dj_error(DJ_EINVAL, "dj_wino_tune_weights: m = %d, must be 2 or 4", m);
+    o->mw = m;
+    return DJ_OK;
 }

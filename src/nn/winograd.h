@@ -16,7 +16,10 @@
  *
  * Backward-data of a 3x3 stride-1 conv with padding p is the same kernel on
  * dy with the filter transposed in (out, in), rotated 180 degrees and padding
- * 2 - p. Backward-weights is not done here (oneDNN's direct kernel).
+ * 2 - p. Backward-weights uses the transpose of the forward's algebra: per
+ * tile, dL/dg = G^T [(A dY A^T) . (B^T d B)] G, the products summed over the
+ * tiles by one GEMM per position (reduction over tiles) into per-thread
+ * sums that are added at the end.
  *
  * Accuracy (tests/test_winograd.c, fp32): the largest error relative to the
  * largest |output| is ~5e-6 for F(4x4) and ~5e-7 for F(2x2) against a
@@ -25,8 +28,9 @@
  *
  * Speed (bench/bench_winograd.c, AVX2 Zen 3, batch 128): F(4x4) runs
  * ResNet-20's 16/32/64-channel layers 2-3x faster than oneDNN's direct
- * kernel, forward and backward-data; F(2x2) is slower than F(4x4) on all of
- * them. Layers with fewer than 8 input channels are faster on oneDNN. */
+ * kernel, forward, backward-data and backward-weights; F(2x2) is slower than
+ * F(4x4) on all of them. Layers with fewer than 8 input channels are faster
+ * on oneDNN. */
 #ifndef DMVJND_NN_WINOGRAD_H
 #define DMVJND_NN_WINOGRAD_H
 
@@ -54,6 +58,14 @@ int dj_wino_forward(dj_wino *o, const dj_tensor *x, const float *w, const float 
 /* dx (+)= dL/dx of the convolution above given dy = dL/dy (no bias, no
  * post-ops). dy: n x oh x ow x cout, dx: n x h x w x cin. */
 int dj_wino_backward_data(dj_wino *o, const dj_tensor *dy, const float *w, dj_tensor *dx, int accumulate);
+
+/* dw += dL/dw, db += dL/db (db may be NULL) of the convolution above, given
+ * its input x and dy = dL/dy. Runs on its own tile size (default 4; see
+ * dj_wino_tune_weights). */
+int dj_wino_backward_weights(dj_wino *o, const dj_tensor *x, const dj_tensor *dy, float *dw, float *db);
+
+/* Tile size m (2 or 4) of dj_wino_backward_weights. */
+int dj_wino_tune_weights(dj_wino *o, int m);
 
 /* Frozen objects: the weights behind the cached pointer changed. */
 void dj_wino_weights_changed(dj_wino *o);
