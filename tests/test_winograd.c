@@ -349,22 +349,9 @@ static void test_backward_weights(void) {
     fx_free(&f);
 }
 
-/* Backward-weights against central differences of the forward: L = sum(y *
- * r) is linear in w, so the difference quotient is exact up to rounding. */
-typedef struct gcw_ctx {
-    dj_wino *o;
-    fx *f;
-} gcw_ctx;
-
-static double wino_loss_w(void *p) {
-    gcw_ctx *g = p;
-    if (dj_wino_forward(g->o, &g->f->x, g->f->w, g->f->b, &g->f->y, 0, 0) != 0) return NAN;
-    double l = 0;
-    size_t ny = dj_tensor_numel(&g->f->y);
-    for (size_t i = 0; i < ny; i++) l += (double)g->f->y.data[i] * g->f->dy.data[i];
-    return l;
-}
-
+/* Backward-weights against central differences of the forward (wino_loss:
+ * L = sum(y * dy) is linear in w, so the difference quotient is exact up to
+ * rounding). */
 static void test_gradcheck_weights(void) {
     static const int shapes[][5] = {{3, 5, 7, 8, 9}, {2, 6, 6, 17, 8}};
     for (int s = 0; s < 2; s++)
@@ -380,10 +367,10 @@ static void test_gradcheck_weights(void) {
                 CHECK_OK(dj_wino_tune_weights(o, m));
                 CHECK_OK(dj_wino_backward_weights(o, &f.x, &f.dy, dw, NULL));
                 CHECK_OK(dj_wino_create(&fwd, f.cin, f.cout, pad, 0)); /* unfrozen: follows w */
-                gcw_ctx g = {fwd, &f};
+                gc_ctx g = {fwd, &f};
                 char what[64];
                 snprintf(what, sizeof what, "weights shape %d F%d pad %d", s, m, pad);
-                double e = gc_check(what, wino_loss_w, &g, f.w, dw, nw, 0.25f, 1e-3, 1e-2, 300);
+                double e = gc_check(what, wino_loss, &g, f.w, dw, nw, 0.25f, 1e-3, 1e-2, 300);
                 CHECK(e <= 1);
                 free(dw);
                 dj_wino_destroy(o);

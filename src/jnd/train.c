@@ -10,7 +10,6 @@
  * draws nothing. Checkpoints are written at epoch boundaries, so a resumed
  * run continues the same sequence: bit-identical with the same seed and
  * thread count. */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,11 +19,12 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
-#include "train/recipe.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_train.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
+#include "train/csvlog.h"
+#include "train/recipe.h"
 #include "util/plot.h"
 #include "util/timer.h"
 
@@ -299,26 +299,6 @@ static int recipe_key_informational(const char *key) {
 
 /* ============================================================== CSV */
 
-typedef struct csv_log {
-    char *text;
-    size_t len, cap;
-} csv_log;
-
-static int csv_append(csv_log *c, const char *s) {
-    size_t n = strlen(s);
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 4096;
-        while (cap < c->len + n + 1) cap *= 2;
-        char *t = realloc(c->text, cap);
-        if (!t) return dj_error(DJ_ENOMEM, "CSV log: out of memory");
-        c->text = t;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, s, n + 1);
-    c->len += n;
-    return DJ_OK;
-}
-
 int dj_jnd_csv_header(char *buf, size_t size, const char tags[][32], int count) {
     if (!buf || count < 1 || count > DJ_JND_MAX_CLASSIFIERS) return dj_error(DJ_EINVAL, "jnd csv header: bad args");
     size_t len = 0;
@@ -342,44 +322,6 @@ int dj_jnd_csv_header(char *buf, size_t size, const char tags[][32], int count) 
 }
 
 /* The rows of an existing log for epochs <= keep_epochs (a resumed run). */
-static int csv_load_resume(csv_log *c, const char *path, const char *header, int keep_epochs) {
-    int rc = csv_append(c, header);
-    if (!rc) rc = csv_append(c, "\n");
-    if (rc) return rc;
-    void *data;
-    size_t size;
-    if (access(path, F_OK) != 0) return DJ_OK;
-    if ((rc = dj_read_file(path, CSV_MAX_BYTES, &data, &size))) return rc;
-    char *text = data, *line = text;
-    int lineno = 0;
-    while (!rc && line < text + size) {
-        char *end = memchr(line, '\n', (size_t)(text + size - line));
-        char *next = end ? end + 1 : text + size;
-        if (!end) end = text + size;
-        if (end > line && end[-1] == '\r') end--;
-        *end = '\0';
-        lineno++;
-        if (lineno == 1) {
-            if (strcmp(line, header))
-                rc = dj_error(DJ_EFORMAT,
-                              "%s: the first line is not this run's CSV header; move the file away or log to "
-                              "another one",
-                              path);
-        } else if (*line) {
-            char *e;
-            errno = 0;
-            long ep = strtol(line, &e, 10);
-            if (e == line || *e != ',' || errno || ep < 1)
-                rc = dj_error(DJ_EFORMAT, "%s: line %d does not start with an epoch number", path, lineno);
-            else if (ep <= keep_epochs && !(rc = csv_append(c, line)))
-                rc = csv_append(c, "\n");
-        }
-        line = next;
-    }
-    dj_free(data);
-    return rc;
-}
-
 /* ============================================================== plots */
 
 typedef struct csv_table {
@@ -588,7 +530,7 @@ typedef struct job {
     int steps_per_epoch;
     int64_t step, total_steps, step_start;
     double wall_before, t_start, t_loop; /* t_loop: first step of this session (ETA) */
-    csv_log csv;
+    csvlog csv;
     /* batch buffers */
     dj_tensor x, c;
     int32_t *order, *idx, *labels;
@@ -978,12 +920,10 @@ static int csv_row(job *j, const dj_jnd_epoch_stats *st) {
         ADD(",%.6f,%.4f", st->test_float.rca_mean, st->test_float.psnr);
     else
         ADD(",,");
-    ADD(",%d,%.1f,%.3f,%.3f\n", st->test.images, st->images_per_s, st->epoch_s, st->wall_s);
+    ADD(",%d,%.1f,%.3f,%.3f", st->test.images, st->images_per_s, st->epoch_s, st->wall_s);
 #undef ADD
     if (len >= sizeof row) return dj_error(DJ_EINTERNAL, "jnd csv row too long");
-    int rc = csv_append(&j->csv, row);
-    if (!rc && j->cfg->log_path) rc = dj_write_file_atomic(j->cfg->log_path, j->csv.text, j->csv.len);
-    return rc;
+    return csvlog_write_row(&j->csv, row, j->cfg->log_path);
 }
 
 static int save_checkpoint(job *j, int epochs_done) {
@@ -1179,10 +1119,7 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
     j->step_start = j->step;
     res->steps = j->step;
     res->epochs_done = res->start_epoch;
-    rc = res->start_epoch > 0 && cfg->log_path ? csv_load_resume(&j->csv, cfg->log_path, j->header, res->start_epoch)
-                                               : csv_append(&j->csv, j->header);
-    if (!rc && !(res->start_epoch > 0 && cfg->log_path)) rc = csv_append(&j->csv, "\n");
-    if (rc) goto out;
+    if ((rc = csvlog_start(&j->csv, j->header, cfg->log_path, res->start_epoch))) goto out;
 
     j->order = malloc((size_t)N * sizeof *j->order);
     j->idx = malloc((size_t)B * sizeof *j->idx);
@@ -1223,7 +1160,7 @@ out:
     free(j->idx);
     free(j->labels);
     free(j->flips);
-    free(j->csv.text);
+    csvlog_free(&j->csv);
     dj_optim_destroy(j->opt);
     dj_graph_destroy(j->ed);
     dj_jnd_cache_free(&j->cache);

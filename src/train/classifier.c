@@ -8,7 +8,6 @@
  *   (dj_cifar10_batch), then whatever the forward pass draws (dropout).
  * Evaluation draws nothing. Checkpoints are written after an epoch's last
  * draw, so a resumed run continues the same sequence. */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,14 +17,13 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
-#include "train/recipe.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
 #include "dmvjnd/train.h"
+#include "train/csvlog.h"
+#include "train/recipe.h"
 #include "util/timer.h"
-
-#define CSV_MAX_BYTES ((size_t)64 << 20)
 
 dj_train_config dj_train_defaults(void) {
     dj_train_config c;
@@ -112,66 +110,6 @@ static int check_resume_recipe(const dj_st_file *f, const dj_kv *kv, int n) {
     return DJ_OK;
 }
 
-/* ----------------------------------------------------------------- CSV log */
-
-typedef struct csv_log {
-    char *text;
-    size_t len, cap;
-} csv_log;
-
-static int csv_append(csv_log *c, const char *s) {
-    size_t n = strlen(s);
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 4096;
-        while (cap < c->len + n + 1) cap *= 2;
-        char *t = realloc(c->text, cap);
-        if (!t) return dj_error(DJ_ENOMEM, "CSV log: out of memory");
-        c->text = t;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, s, n + 1);
-    c->len += n;
-    return DJ_OK;
-}
-
-/* The rows of an existing log for epochs <= keep_epochs (a resumed run). */
-static int csv_load_resume(csv_log *c, const char *path, int keep_epochs) {
-    int rc = csv_append(c, DJ_TRAIN_CSV_HEADER "\n");
-    if (rc) return rc;
-    void *data;
-    size_t size;
-    if (access(path, F_OK) != 0) return DJ_OK; /* no log yet: start one */
-    if ((rc = dj_read_file(path, CSV_MAX_BYTES, &data, &size))) return rc;
-    char *text = data, *line = text;
-    int lineno = 0;
-    while (!rc && line < text + size) {
-        char *end = memchr(line, '\n', (size_t)(text + size - line));
-        char *next = end ? end + 1 : text + size;
-        if (!end) end = text + size;
-        if (end > line && end[-1] == '\r') end--;
-        *end = '\0';
-        lineno++;
-        if (lineno == 1) {
-            if (strcmp(line, DJ_TRAIN_CSV_HEADER))
-                rc = dj_error(DJ_EFORMAT,
-                              "%s: the first line is not this version's CSV header '%s'; move the file away or "
-                              "log to another one",
-                              path, DJ_TRAIN_CSV_HEADER);
-        } else if (*line) {
-            char *e;
-            errno = 0;
-            long ep = strtol(line, &e, 10);
-            if (e == line || *e != ',' || errno || ep < 1)
-                rc = dj_error(DJ_EFORMAT, "%s: line %d does not start with an epoch number", path, lineno);
-            else if (ep <= keep_epochs && !(rc = csv_append(c, line)))
-                rc = csv_append(c, "\n");
-        }
-        line = next;
-    }
-    dj_free(data);
-    return rc;
-}
-
 /* ------------------------------------------------------------------ config */
 
 static int check_config(const dj_train_config *c) {
@@ -249,7 +187,7 @@ typedef struct job {
     double wall_before; /* wall seconds of earlier sessions (resume) */
     double t_start;     /* this session's start */
     int64_t step_start; /* step at this session's start */
-    csv_log csv;
+    csvlog csv;
 } job;
 
 static double job_wall(const job *j) { return j->wall_before + (dj_now() - j->t_start); }
@@ -377,12 +315,10 @@ static int run_epoch(job *j, int epoch, dj_tensor *xbuf, dj_tensor *dlogits, int
 static int csv_row(job *j, const dj_epoch_stats *st) {
     char row[512], acc[32] = "";
     if (st->test_images > 0) snprintf(acc, sizeof acc, "%.6f", st->test_acc);
-    snprintf(row, sizeof row, "%d,%lld,%.8g,%.8g,%.6f,%.6f,%s,%d,%.1f,%.3f,%.3f\n", st->epoch, (long long)st->step,
+    snprintf(row, sizeof row, "%d,%lld,%.8g,%.8g,%.6f,%.6f,%s,%d,%.1f,%.3f,%.3f", st->epoch, (long long)st->step,
              st->lr_first, st->lr_last, st->train_loss, st->train_acc, acc, st->test_images, st->images_per_s,
              st->epoch_s, st->wall_s);
-    int rc = csv_append(&j->csv, row);
-    if (!rc) rc = dj_write_file_atomic(j->cfg->log_path, j->csv.text, j->csv.len);
-    return rc;
+    return csvlog_write_row(&j->csv, row, j->cfg->log_path);
 }
 
 static int load_data(job *j) {
@@ -518,9 +454,7 @@ int dj_train_classifier(const dj_train_config *cfg, const dj_train_callbacks *cb
     res->steps = j.step;
     res->epochs_done = res->start_epoch;
     if (cfg->log_path) {
-        rc = res->start_epoch > 0 ? csv_load_resume(&j.csv, cfg->log_path, res->start_epoch)
-                                  : csv_append(&j.csv, DJ_TRAIN_CSV_HEADER "\n");
-        if (rc) goto out;
+        if ((rc = csvlog_start(&j.csv, DJ_TRAIN_CSV_HEADER, cfg->log_path, res->start_epoch))) goto out;
     }
 
     order = malloc((size_t)N * sizeof *order);
@@ -556,7 +490,7 @@ out:
     free(order);
     free(labels);
     free(probs);
-    free(j.csv.text);
+    csvlog_free(&j.csv);
     dj_optim_destroy(j.opt);
     dj_graph_destroy(j.g);
     dj_cifar10_free(&j.train);
