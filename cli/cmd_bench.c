@@ -101,6 +101,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (cfg.profile && cfg.train) printf("\ntraining step by layer kind (includes warm-up):\n%s", r.profile_text);
         if (cfg.profile && cfg.infer) printf("\ninference by layer kind (includes warm-up):\n%s", r.infer_profile_text);
+        if (cfg.profile && cfg.infer)
+            printf("\nfrozen forward + backward to the input by layer kind (includes warm-up):\n%s",
+                   r.frozen_profile_text);
     }
     return EXIT_OK;
 }

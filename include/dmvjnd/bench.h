@@ -42,6 +42,7 @@ typedef struct dj_bench_result {
     int threads;
     char profile_text[2048];       /* training step */
     char infer_profile_text[2048]; /* inference */
+    char frozen_profile_text[2048]; /* frozen forward + backward to the input */
     double jnd_img_per_s, jnd_min, jnd_max; /* JND training step (cfg->jnd)  */
     double jnd_ed_params, jnd_ed_mflop;     /* its E-D                        */
     int jnd_classifiers;

@@ -203,8 +203,11 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
         if (rc) goto done;
         for (size_t i = 0; i < dj_tensor_numel(&s.dlogits); i++) s.dlogits.data[i] = dj_rng_normal(&s.rng);
         double lo, hi;
+        dj_graph_set_profiling(s.g, cfg->profile); /* restart: the frozen step's forward and backward */
         rc = time_runs(cfg, &s, frozen_step, &res->frozen_img_per_s, &lo, &hi);
         if (!rc) res->backward_over_forward = res->infer_img_per_s / res->frozen_img_per_s - 1;
+        if (!rc && cfg->profile)
+            dj_graph_profile_report(s.g, res->frozen_profile_text, sizeof res->frozen_profile_text);
     }
 done:
     dj_optim_destroy(s.opt);
