@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs `dmvjnd bench` and its PyTorch peer (bench/bench_torch.py) on the same
-# model and batch, one after the other in this one script, and prints both
-# figures and the ratio. Usage: bench/compare.sh [model|all] [batch]
+# model and batch, alternating in this one script, and prints both figures
+# (medians of ROUNDS rounds, default 3) and the ratio.
+# Usage: [ROUNDS=3] bench/compare.sh [model|all] [batch]
 # ("all": the four JND classifiers, one after the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,17 +12,33 @@ if [ "$model" = all ]; then
     for m in alexnet vgg11bn resnet20 densenet40bc; do bash "$0" "$m" "$batch"; done
     exit 0
 fi
-py=/usr/bin/python3
-c=$(build/dmvjnd bench --model "$model" --batch "$batch" --json)
-t=$($py bench/bench_torch.py --model "$model" --batch "$batch")
-$py - "$c" "$t" <<'PY'
-import json, sys
-c, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print("model %s, batch %d, %d threads; PyTorch %s" % (c["model"], c["batch"], c["threads"], t["torch"]))
-print("%-6s %12s %12s %8s" % ("", "dmvjnd", "pytorch", "ratio"))
+py=${PYTHON:-/usr/bin/python3}
+rounds=${ROUNDS:-3}
+# dmvjnd and PyTorch alternate for ROUNDS rounds and each side reports the
+# median of its rounds: on a shared machine one slow moment would otherwise
+# decide a single-shot ratio (single runs of resnet20 inference gave 1.85x to
+# 2.70x within an hour).
+cs=() ts=()
+for ((r = 0; r < rounds; r++)); do
+    cs+=("$(build/dmvjnd bench --model "$model" --batch "$batch" --json)")
+    ts+=("$($py bench/bench_torch.py --model "$model" --batch "$batch")")
+done
+$py - "${cs[@]}" "${ts[@]}" <<'PY'
+import json, statistics, sys
+rest = [json.loads(a) for a in sys.argv[1:]]
+n = len(rest) // 2
+cs, ts = rest[:n], rest[n:]
+c, t = cs[0], ts[0]
+print("model %s, batch %d, %d threads; PyTorch %s; %d alternating rounds, medians" % (c["model"], c["batch"],
+                                                                                    c["threads"], t["torch"], n))
+print("%-6s %12s %12s %8s   %s" % ("", "dmvjnd", "pytorch", "ratio", "ratio of each round"))
+out = {"dmvjnd": cs, "pytorch": ts}
 for k, name in (("train_img_per_s", "train"), ("infer_img_per_s", "infer")):
-    print("%-6s %10.1f/s %10.1f/s %7.2fx" % (name, c[k], t[k], c[k] / t[k]))
-print(json.dumps({"dmvjnd": c, "pytorch": t,
-                  "train_ratio": round(c["train_img_per_s"] / t["train_img_per_s"], 2),
-                  "infer_ratio": round(c["infer_img_per_s"] / t["infer_img_per_s"], 2)}))
+    cr, tr = [x[k] for x in cs], [x[k] for x in ts]
+    cm, tm = statistics.median(cr), statistics.median(tr)
+    each = " ".join("%.2fx" % (a / b) for a, b in zip(cr, tr))
+    print("%-6s %10.1f/s %10.1f/s %7.2fx   %s" % (name, cm, tm, cm / tm, each))
+    out[name + "_ratio"] = round(cm / tm, 2)
+    out[name + "_img_per_s"] = {"dmvjnd": cm, "pytorch": tm}
+print(json.dumps(out))
 PY
