@@ -100,10 +100,10 @@ int cmd_bench(int argc, char **argv) {
                    r.frozen_img_per_s, r.backward_over_forward);
         }
         if (cfg.profile && cfg.train) printf("\ntraining step by layer kind (includes warm-up):\n%s", r.profile_text);
-        if (cfg.profile && cfg.infer) printf("\ninference by layer kind (includes warm-up):\n%s", r.infer_profile_text);
         if (cfg.profile && cfg.infer)
-            printf("\nfrozen forward + backward to the input by layer kind (includes warm-up):\n%s",
-                   r.frozen_profile_text);
+            printf("\ninference by layer kind (includes warm-up):\n%s\n"
+                   "frozen forward + backward to the input by layer kind (includes warm-up):\n%s",
+                   r.infer_profile_text, r.frozen_profile_text);
     }
     return EXIT_OK;
 }

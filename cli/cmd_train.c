@@ -79,7 +79,6 @@ static int split_list(char *s, const char **out, int max) {
     return n;
 }
 
-
 int cmd_train(int argc, char **argv) {
     const char *preset = "paper", *classifiers = NULL, *optim = NULL, *schedule = NULL, *e_unit = NULL;
     const char *mean = NULL, *stdv = NULL, *data = NULL, *out = NULL, *ckpt = NULL, *log = NULL, *plots = NULL;

@@ -196,25 +196,32 @@ void dj_wino_weights_changed(dj_wino *o) {
 
 const char *dj_wino_impl_name(const dj_wino *o) { return o ? o->name : ""; }
 
-/* Workspace for the current thread count, tile size and block; grows only. */
+/* A per-thread workspace (*buf: *have_threads slices of *have_per floats)
+ * with room for `threads` slices of `per` floats; grows only. */
+static int grow_ws(float **buf, size_t *have_per, int *have_threads, size_t per, int threads) {
+    if (*buf && threads <= *have_threads && per <= *have_per) return DJ_OK;
+    if (per < *have_per) per = *have_per;
+    if (threads < *have_threads) threads = *have_threads;
+    dj_free(*buf);
+    *buf = dj_malloc(per * (size_t)threads * sizeof(float));
+    if (!*buf) {
+        *have_per = 0;
+        *have_threads = 0;
+        return dj_error(DJ_ENOMEM, "cannot allocate %zu bytes of winograd workspace",
+                        per * (size_t)threads * sizeof(float));
+    }
+    *have_per = per;
+    *have_threads = threads;
+    return DJ_OK;
+}
+
+/* Forward / backward-data workspace for the current thread count, tile
+ * size and block: V, M and the filter-transform scratch. */
 static int ws_reserve(dj_wino *o, int threads, int tb) {
     int P = (o->m + 2) * (o->m + 2);
     size_t c8 = (size_t)(o->cin8 > o->cout8 ? o->cin8 : o->cout8);
     size_t per = round16((size_t)P * (size_t)tb * c8) * 2 + round16(9 * c8);
-    if (o->ws && threads <= o->ws_threads && per <= o->ws_thread) return DJ_OK;
-    if (per < o->ws_thread) per = o->ws_thread;
-    if (threads < o->ws_threads) threads = o->ws_threads;
-    dj_free(o->ws);
-    o->ws = dj_malloc(per * (size_t)threads * sizeof(float));
-    if (!o->ws) {
-        o->ws_thread = 0;
-        o->ws_threads = 0;
-        return dj_error(DJ_ENOMEM, "cannot allocate %zu bytes of winograd workspace",
-                        per * (size_t)threads * sizeof(float));
-    }
-    o->ws_thread = per;
-    o->ws_threads = threads;
-    return DJ_OK;
+    return grow_ws(&o->ws, &o->ws_thread, &o->ws_threads, per, threads);
 }
 
 /* ------------------------------------------------------------ transforms */
@@ -1138,25 +1145,11 @@ int dj_wino_backward_weights(dj_wino *o, const dj_tensor *x, const dj_tensor *dy
     int tb = tiles_w(o, A);
     int threads = omp_get_max_threads();
     if (threads < 1) threads = 1;
-    size_t per = wsw_floats(o, A, tb);
-    if (!o->wsw || threads > o->wsw_threads || per > o->wsw_thread) {
-        if (per < o->wsw_thread) per = o->wsw_thread;
-        if (threads < o->wsw_threads) threads = o->wsw_threads;
-        dj_free(o->wsw);
-        o->wsw = dj_malloc(per * (size_t)threads * sizeof(float));
-        if (!o->wsw) {
-            o->wsw_thread = 0;
-            o->wsw_threads = 0;
-            return dj_error(DJ_ENOMEM, "cannot allocate %zu bytes of winograd workspace",
-                            per * (size_t)threads * sizeof(float));
-        }
-        o->wsw_thread = per;
-        o->wsw_threads = threads;
-    }
+    rc = grow_ws(&o->wsw, &o->wsw_thread, &o->wsw_threads, wsw_floats(o, A, tb), threads);
+    if (rc != DJ_OK) return rc;
     wjob jb = {.x = x->data, .dy = dy->data, .n = x->n, .h = x->h, .w = x->w, .oh = dy->h, .ow = dy->w, .dw = dw,
                .db = db};
     void (*fn_)(const dj_wino *, const wjob *, int, int, int) = o->mw == 4 ? run_thread_w_f4 : run_thread_w_f2;
-    threads = omp_get_max_threads() < 1 ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(threads)
     fn_(o, &jb, tb, omp_get_thread_num(), omp_get_num_threads());
     return DJ_OK;
