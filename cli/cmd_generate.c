@@ -35,12 +35,29 @@ typedef struct out_files {
     dj_jw json;
     int json_on;
     const dj_jnd_generator *g;
+    int keep_labels;      /* --keep-labels: e backed off where a label changed */
     int images, all_kept, kept_total;
+    int net_kept_total;   /* labels the network's own e kept (before backing off) */
+    int backed_off;       /* images whose e was scaled down (or dropped)          */
     double psnr_sum;
 } out_files;
 
+/* --keep-labels: counts what the network's e did, then backs it off where it
+ * changed a label (dj_jnd_generator_keep_labels). Without it, scale stays 1. */
+static int keep_labels(dj_jnd_generator *g, out_files *o, const uint8_t *rgb, int n, int h, int w, uint8_t *xh,
+                       float *e, dj_jnd_image_result *res, float *scale) {
+    for (int i = 0; i < n; i++) {
+        o->net_kept_total += res[i].kept;
+        scale[i] = 1.f;
+    }
+    if (!o->keep_labels) return DJ_OK;
+    int rc = dj_jnd_generator_keep_labels(g, rgb, n, h, w, xh, e, res, scale);
+    for (int i = 0; !rc && i < n; i++) o->backed_off += scale[i] < 1.f;
+    return rc;
+}
+
 static int write_one(out_files *o, const char *name, const char *source, const uint8_t *xh, const float *e, int h,
-                     int w, const dj_jnd_image_result *r) {
+                     int w, const dj_jnd_image_result *r, float scale) {
     char path[4096];
     size_t n = (size_t)h * w * 3;
     uint8_t *ev = malloc(n);
@@ -55,7 +72,9 @@ static int write_one(out_files *o, const char *name, const char *source, const u
     const int K = dj_jnd_generator_count(o->g);
     fprintf(o->csv, "%s,%s,%d,%d", name, source, h, w);
     for (int k = 0; k < K; k++) fprintf(o->csv, ",%d,%d,%d", r->before[k], r->after[k], r->before[k] == r->after[k]);
-    fprintf(o->csv, ",%d,%.4f,%.4f,%.4f\n", r->kept, r->psnr, r->mean_abs_e, r->mean_abs_diff);
+    fprintf(o->csv, ",%d,%.4f,%.4f,%.4f", r->kept, r->psnr, r->mean_abs_e, r->mean_abs_diff);
+    if (o->keep_labels) fprintf(o->csv, ",%.6f", scale);
+    fputc('\n', o->csv);
     if (o->json_on) {
         dj_jw *j = &o->json;
         dj_jw_begin_object(j);
@@ -89,6 +108,10 @@ static int write_one(out_files *o, const char *name, const char *source, const u
         dj_jw_double(j, r->mean_abs_e);
         dj_jw_key(j, "mean_abs_diff");
         dj_jw_double(j, r->mean_abs_diff);
+        if (o->keep_labels) {
+            dj_jw_key(j, "scale");
+            dj_jw_double(j, scale);
+        }
         dj_jw_end_object(j);
     }
     o->images++;
@@ -107,20 +130,24 @@ static int run_cifar(dj_jnd_generator *g, out_files *o, const char *dir, const c
     uint8_t *xh = malloc((size_t)batch * nb);
     float *e = malloc((size_t)batch * nb * sizeof *e);
     dj_jnd_image_result *res = malloc((size_t)batch * sizeof *res);
-    if (!xh || !e || !res) rc = dj_error(DJ_ENOMEM, "generate: out of memory");
+    float *scale = malloc((size_t)batch * sizeof *scale);
+    if (!xh || !e || !res || !scale) rc = dj_error(DJ_ENOMEM, "generate: out of memory");
     for (int s = 0; !rc && s < im.n; s += batch) {
         int n = im.n - s < batch ? im.n - s : batch;
-        if ((rc = dj_jnd_generator_run(g, im.pixels + (size_t)s * nb, n, 32, 32, xh, e, NULL, res))) break;
+        const uint8_t *x = im.pixels + (size_t)s * nb;
+        if ((rc = dj_jnd_generator_run(g, x, n, 32, 32, xh, e, NULL, res))) break;
+        if ((rc = keep_labels(g, o, x, n, 32, 32, xh, e, res, scale))) break;
         for (int i = 0; i < n && !rc; i++) {
             char name[64], source[64];
             image_name(NULL, split, im.index[s + i], name, sizeof name);
             snprintf(source, sizeof source, "cifar10:%s:%d", split, im.index[s + i]);
-            rc = write_one(o, name, source, xh + (size_t)i * nb, e + (size_t)i * nb, 32, 32, &res[i]);
+            rc = write_one(o, name, source, xh + (size_t)i * nb, e + (size_t)i * nb, 32, 32, &res[i], scale[i]);
         }
     }
     free(xh);
     free(e);
     free(res);
+    free(scale);
     cli_images_free(&im);
     return rc;
 }
@@ -134,12 +161,14 @@ static int run_png(dj_jnd_generator *g, out_files *o, const char *const *files, 
         uint8_t *xh = malloc(n);
         float *e = malloc(n * sizeof *e);
         dj_jnd_image_result r;
+        float scale = 1.f;
         if (!xh || !e) rc = dj_error(DJ_ENOMEM, "generate: out of memory");
         if (!rc) rc = dj_jnd_generator_run(g, img.rgb, 1, img.h, img.w, xh, e, NULL, &r);
+        if (!rc) rc = keep_labels(g, o, img.rgb, 1, img.h, img.w, xh, e, &r, &scale);
         if (rc) rc = dj_error(rc, "%s: %s", files[f], dj_last_error());
         char name[1024];
         image_name(files[f], "", f, name, sizeof name);
-        if (!rc) rc = write_one(o, name, files[f], xh, e, img.h, img.w, &r);
+        if (!rc) rc = write_one(o, name, files[f], xh, e, img.h, img.w, &r, scale);
         free(xh);
         free(e);
         dj_image_free(&img);
@@ -154,7 +183,7 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) rc = cli_take_repeated("generate", &argc, argv, "classifier", 0, &cls, &ncls);
     if (rc) goto done;
     const char *model = NULL, *cifar = NULL, *split = NULL, *out = NULL;
-    int offset = 0, limit = 0, json = 0, batch = 100, threads = 0, help = 0;
+    int offset = 0, limit = 0, json = 0, batch = 100, threads = 0, help = 0, keep = 0;
     double gain = 1.0;
     cli_opt opts[] = {
         {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
@@ -168,6 +197,8 @@ int cmd_generate(int argc, char **argv) {
         {"out", OPT_STRING, &out, "output folder (created): NAME_e.png, NAME_jnd.png, results.csv", 1, 0},
         {"e-gain", OPT_FLOAT, &gain, "contrast of the e images: 128 + gain*255*e (default 1: exact levels)", 0.01,
          100},
+        {"keep-labels", OPT_FLAG, &keep,
+         "where e changes a label, scale it down to the largest k/9 that keeps them all (0 if none)", 0, 0},
         {"json", OPT_FLAG, &json, "print one JSON object with a row per image", 0, 0},
         {"batch", OPT_INT, &batch, "CIFAR images per pass (default 100)", 1, 10000},
         {"threads", OPT_INT, &threads, "threads (default: all cores)", 0, 1024},
@@ -206,7 +237,7 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_fail("generate", st_rc);
         goto done;
     }
-    out_files o = {.dir = out, .gain = (float)gain, .g = g, .json_on = json};
+    out_files o = {.dir = out, .gain = (float)gain, .g = g, .json_on = json, .keep_labels = keep};
     char csv_path[4096];
     snprintf(csv_path, sizeof csv_path, "%s/results.csv", out);
     char *csv_buf = NULL;
@@ -220,7 +251,7 @@ int cmd_generate(int argc, char **argv) {
             const char *t = dj_jnd_generator_tag(g, k);
             fprintf(o.csv, ",%s_before,%s_after,%s_kept", t, t, t);
         }
-        fprintf(o.csv, ",kept,psnr_db,mean_abs_e,mean_abs_diff\n");
+        fprintf(o.csv, ",kept,psnr_db,mean_abs_e,mean_abs_diff%s\n", keep ? ",scale" : "");
         if (json) {
             dj_jw_init(&o.json, 2);
             dj_jw_begin_object(&o.json);
@@ -247,6 +278,12 @@ int cmd_generate(int argc, char **argv) {
         dj_jw_double(&o.json, o.images ? (double)o.kept_total / ((double)o.images * K) : 0);
         dj_jw_key(&o.json, "psnr_db");
         dj_jw_double(&o.json, o.images ? o.psnr_sum / o.images : 0);
+        if (keep) {
+            dj_jw_key(&o.json, "network_rca_mean"); /* the network's own e, before backing off */
+            dj_jw_double(&o.json, o.images ? (double)o.net_kept_total / ((double)o.images * K) : 0);
+            dj_jw_key(&o.json, "backed_off");
+            dj_jw_int(&o.json, o.backed_off);
+        }
         dj_jw_end_object(&o.json);
         char *text = NULL;
         if (!st_rc && !dj_jw_finish(&o.json, &text, NULL)) printf("%s\n", text);
@@ -256,6 +293,9 @@ int cmd_generate(int argc, char **argv) {
         printf("%d image(s) -> %s: every label kept on %d (%.2f%%), labels kept %.2f%%, mean PSNR %.2f dB\n",
                o.images, out, o.all_kept, 100.0 * o.all_kept / o.images,
                100.0 * o.kept_total / ((double)o.images * K), o.psnr_sum / o.images);
+        if (keep)
+            printf("--keep-labels: the network's e kept %.2f%% of the labels; e scaled down on %d image(s)\n",
+                   100.0 * o.net_kept_total / ((double)o.images * K), o.backed_off);
     }
     rc = st_rc ? cli_fail("generate", st_rc) : EXIT_OK;
     dj_jnd_generator_destroy(g);

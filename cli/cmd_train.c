@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
+#include "inputs.h"
 #include "train/recipe.h"
 #include "util/progress.h"
 
@@ -88,20 +89,20 @@ int cmd_train(int argc, char **argv) {
     int resume = 0, stop_after = 0, drop_last = 0, quiet = 0, no_cache_file = 0, help = 0;
     double log_every = 30;
     cli_opt opts[] = {
-        {"preset", OPT_STRING, &preset, "paper (Sec. V-A; default) or fast (2.5 h on 2 cores; docs/method.md)", 1, 0},
+        {"preset", OPT_STRING, &preset, "paper (Sec. V-A; default) or fast (~1.2 h on 2 cores; docs/method.md)", 1, 0},
         {"classifiers", OPT_STRING, &classifiers,
          "weights files, comma separated (default models/alexnet,vgg11bn,resnet20,densenet40bc .safetensors)", 1, 0},
         {"data", OPT_STRING, &data, "CIFAR-10 folder (default $DMVJND_DATA or data/cifar-10-batches-bin)", 1, 0},
         {"alpha", OPT_FLOAT, &alpha, "weight of Loss2, Eq. 7 (paper 1, fast 0.1)", 0, 1e6},
-        {"beta", OPT_FLOAT, &beta, "weight of Loss3, Eq. 7 (paper 1, fast 2)", 0, 1e6},
+        {"beta", OPT_FLOAT, &beta, "weight of Loss3, Eq. 7 (paper 1, fast 0.75)", 0, 1e6},
         {"optim", OPT_STRING, &optim, "adam (coupled L2 decay, paper), adamw or sgd", 1, 0},
-        {"lr", OPT_FLOAT, &lr, "peak learning rate (paper 1e-5, fast 1e-3)", 0, 1e3},
+        {"lr", OPT_FLOAT, &lr, "peak learning rate (paper 1e-5, fast 3e-4)", 0, 1e3},
         {"wd", OPT_FLOAT, &wd, "weight decay (default 1e-3)", 0, 1},
         {"schedule", OPT_STRING, &schedule,
          "lr schedule, lengths in epochs (paper constant, fast cosine+warmup:1:0.1; grammar as train-classifier)", 1,
          0},
         {"batch", OPT_INT, &batch, "batch size (default 50)", 1, 50000},
-        {"epochs", OPT_INT, &epochs, "epochs (paper 200, fast 12)", 1, 100000},
+        {"epochs", OPT_INT, &epochs, "epochs (paper 200, fast 8)", 1, 100000},
         {"drop-last", OPT_FLAG, &drop_last, "skip each epoch's last partial batch", 0, 0},
         {"width", OPT_FLOAT, &width, "E-D width multiplier (paper 1, fast 0.5)", 0.01, 16},
         {"slope", OPT_FLOAT, &slope, "E-D LeakyReLU slope (default 0.01; 0 = ReLU)", 0, 1},
@@ -208,6 +209,14 @@ int cmd_train(int argc, char **argv) {
     cfg.stop_after = stop_after;
     cfg.log_path = log;
     cfg.plot_dir = plots;
+    if (plots) { /* like every --out folder: created if missing (one level) */
+        int st_dir = cli_prepare_out_dir(plots);
+        if (st_dir) {
+            rc = cli_exit_code(st_dir);
+            fprintf(stderr, "dmvjnd train: %s\n", dj_last_error());
+            goto done;
+        }
+    }
     cfg.cache_path = cache;
     cfg.no_cache_file = no_cache_file;
 

@@ -72,10 +72,16 @@ valgrind_runs() {
         --epochs 1 --batch 8 --eval-limit 0 --final-eval-limit 0 --threads 1 --quiet \
         --out "$t/w.safetensors" --checkpoint "$t/c.ckpt" --log "$t/log.csv" >/dev/null
     local rc2=$?
-    for f in classify train; do
+    # The shipped JND model and its four classifiers, on a 32x32 and an odd
+    # 5x3 image (padded to the stride and cropped back).
+    echo "valgrind: dmvjnd generate (shipped JND model, PNG files of two sizes)"
+    "${vg[@]}" --log-file="$t/generate.vg" "$bin" generate --model models/jnd.safetensors --threads 1 \
+        --png tests/fuzz/corpus/png/rgb8_32x32.png tests/fuzz/corpus/png/rgb8_filters.png --out "$t/gen" >/dev/null
+    local rc3=$?
+    for f in classify train generate; do
         echo "-- $f: $(grep -E 'ERROR SUMMARY|definitely lost' "$t/$f.vg" | sed 's/^==[0-9]*== *//' | tr '\n' ';')"
     done
-    if [ $rc1 -ne 0 ] || [ $rc2 -ne 0 ]; then
+    if [ $rc1 -ne 0 ] || [ $rc2 -ne 0 ] || [ $rc3 -ne 0 ]; then
         cat "$t"/*.vg
         echo "valgrind: memory errors or definite leaks (logs above)"
         rm -rf "$t"

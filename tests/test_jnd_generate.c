@@ -164,6 +164,75 @@ static void test_odd_size(void) {
     free(camp);
 }
 
+/* dj_jnd_generator_keep_labels: images whose labels all stayed are left
+ * byte for byte; the others get the largest k/9 of e that keeps every
+ * label, checked by classifying again here, and the next fraction up is
+ * checked to change one (so the fraction is the largest). */
+static void test_keep_labels(void) {
+    enum { N = 24, K = 2 };
+    const size_t nb = 32 * 32 * 3;
+    uint8_t *px = malloc(N * nb), *xh = malloc(N * nb), *xh0 = malloc(N * nb), *tmp8 = malloc(nb);
+    float *e = malloc(N * nb * sizeof(float)), *e0 = malloc(N * nb * sizeof(float)), *tmpe = malloc(nb * sizeof(float));
+    dj_jnd_image_result res[N], res0[N];
+    float scale[N];
+    fixture_images(px, N, 32, 32, 11);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, xh, e, NULL, res));
+    memcpy(xh0, xh, N * nb);
+    memcpy(e0, e, N * nb * sizeof(float));
+    memcpy(res0, res, sizeof res);
+    CHECK_OK(dj_jnd_generator_keep_labels(g, px, N, 32, 32, xh, e, res, scale));
+    int changed = 0, partial = 0, dropped = 0;
+    for (int i = 0; i < N; i++) {
+        const size_t o = (size_t)i * nb;
+        int32_t lab[K];
+        CHECK(res[i].kept == K);
+        if (res0[i].kept == K) {
+            CHECK(scale[i] == 1.f && !memcmp(xh + o, xh0 + o, nb) && !memcmp(e + o, e0 + o, nb * sizeof(float)));
+            CHECK(res[i].psnr == res0[i].psnr);
+            continue;
+        }
+        changed++;
+        int k = (int)lrintf(scale[i] * 9.f);
+        CHECK(k >= 0 && k <= 8 && fabsf(scale[i] - (float)k / 9.f) < 1e-7f);
+        /* e is the fraction of the network's e, x_hat = x + e byte for byte */
+        const float s = (float)k / 9.f;
+        int e_ok = 1;
+        for (size_t p = 0; p < nb; p++) e_ok &= e[o + p] == s * e0[o + p];
+        CHECK(e_ok);
+        dj_jnd_add_u8(px + o, e + o, nb, 1.f, tmp8);
+        CHECK(!memcmp(tmp8, xh + o, nb));
+        CHECK_CLOSE(res[i].psnr, dj_psnr_u8(px + o, xh + o, nb), 1e-12, 0);
+        /* every label kept, as classified again */
+        CHECK_OK(dj_jnd_generator_classify(g, xh + o, 1, 32, 32, lab));
+        for (int c = 0; c < K; c++) CHECK(lab[c] == res0[i].before[c] && res[i].after[c] == res0[i].before[c]);
+        /* the next fraction up changes a label */
+        const float up = (float)(k + 1) / 9.f;
+        for (size_t p = 0; p < nb; p++) tmpe[p] = up * e0[o + p];
+        dj_jnd_add_u8(px + o, tmpe, nb, 1.f, tmp8);
+        CHECK_OK(dj_jnd_generator_classify(g, tmp8, 1, 32, 32, lab));
+        CHECK(lab[0] != res0[i].before[0] || lab[1] != res0[i].before[1]);
+        partial += k > 0;
+        dropped += k == 0;
+    }
+    printf("keep labels: %d of %d images had a label changed: %d kept a fraction of e, %d none\n", changed, N,
+           partial, dropped);
+    CHECK(changed > 0); /* the fixture's large e changes labels: the path above ran */
+    /* NULL scale is allowed; e, x_hat and res are required */
+    CHECK_OK(dj_jnd_generator_keep_labels(g, px, N, 32, 32, xh, e, res, NULL));
+    CHECK_FAILS(dj_jnd_generator_keep_labels(g, px, N, 32, 32, xh, NULL, res, scale), DJ_EINVAL, "required");
+    dj_jnd_generator_destroy(g);
+    free(px);
+    free(xh);
+    free(xh0);
+    free(tmp8);
+    free(e);
+    free(e0);
+    free(tmpe);
+}
+
 static void test_pixel_helpers(void) {
     float e[5] = {0.f, 0.5f / 255, -1.f, 1.f, 10.f / 255};
     uint8_t out[5], x[5] = {0, 100, 100, 100, 250};
@@ -212,6 +281,7 @@ int main(void) {
     }
     RUN(test_matches_reference);
     RUN(test_odd_size);
+    RUN(test_keep_labels);
     RUN(test_pixel_helpers);
     RUN(test_errors);
     fixture_remove(&fx);

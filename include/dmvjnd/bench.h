@@ -34,7 +34,8 @@ typedef struct dj_bench_result {
     double train_img_per_s, infer_img_per_s; /* medians */
     /* Frozen network, forward + backward to the input (what the JND net
      * does with each classifier); backward_over_forward is the backward's
-     * cost relative to the forward's, from the two medians. */
+     * time over the forward's within the same frozen steps (median of the
+     * runs' ratios). */
     double frozen_img_per_s, backward_over_forward;
     double train_min, train_max, infer_min, infer_max;
     double params;     /* trainable parameters */

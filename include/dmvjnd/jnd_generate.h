@@ -75,6 +75,25 @@ typedef struct dj_jnd_image_result {
 int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
                          float *cam, dj_jnd_image_result *res);
 
+/* Fractions of e that dj_jnd_generator_keep_labels tries: k/9, k = 8..1
+ * (the homogeneity test's). */
+#define DJ_JND_KEEP_LABELS_STEPS 8
+
+/* Verified JND (opt-in; `dmvjnd generate --keep-labels`). The network's e
+ * changes some label on a few percent of images (its RCA); for those, this
+ * backs e off along the paper's homogeneity axis: the largest fraction
+ * k/9 (k = 8..1) of e whose stored image keeps every classifier's label, or
+ * no distortion at all when none does. Takes what dj_jnd_generator_run
+ * wrote for the same n images (x_hat, e and res are required) and updates
+ * the images that had changed a label: e scaled in place (x_hat = x + e
+ * still holds byte for byte), x_hat, and res (after = before, kept = all,
+ * PSNR, mean |e|, mean |x_hat - x|). scale (may be NULL) gets each image's
+ * fraction: 1 (untouched), k/9, or 0. Afterwards every label is kept by
+ * construction, so RCA says nothing about such output: judge the network by
+ * dj_jnd_generator_run's own result, and this by its PSNR. */
+int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat,
+                                 float *e, dj_jnd_image_result *res, float *scale);
+
 /* Labels of every classifier on n 8-bit images of h x w (padded as above):
  * labels[i*count + k]. For tests of other distortions of the same images
  * (evaluation's noise and scaled-e tests). */

@@ -241,6 +241,18 @@ int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, 
     return classify_any(g, NULL, pix, n, h, w, labels);
 }
 
+/* PSNR, mean |e| and mean |x_hat - x| of one image of n bytes. */
+static void image_stats(const uint8_t *x, const uint8_t *xh, const float *e, size_t n, dj_jnd_image_result *r) {
+    double se = 0, sd = 0;
+    for (size_t p = 0; p < n; p++) {
+        se += fabs(255.0 * e[p]);
+        sd += abs((int)x[p] - (int)xh[p]);
+    }
+    r->mean_abs_e = se / (double)n;
+    r->mean_abs_diff = sd / (double)n;
+    r->psnr = dj_psnr_u8(x, xh, n);
+}
+
 int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
                          float *cam, dj_jnd_image_result *res) {
     static const char fn[] = "jnd generate";
@@ -292,16 +304,8 @@ int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, 
         if (res) {
             dj_jnd_image_result *r = &res[i];
             memset(r, 0, sizeof *r);
-            const uint8_t *a = rgb + (size_t)i * HW * 3, *b = xh + (size_t)i * HW * 3;
-            const float *ei = ep + (size_t)i * HW * 3;
-            double se = 0, sd = 0;
-            for (size_t p = 0; p < HW * 3; p++) {
-                se += fabs(255.0 * ei[p]);
-                sd += abs((int)a[p] - (int)b[p]);
-            }
-            r->mean_abs_e = se / (double)(HW * 3);
-            r->mean_abs_diff = sd / (double)(HW * 3);
-            r->psnr = dj_psnr_u8(a, b, HW * 3);
+            size_t o = (size_t)i * HW * 3;
+            image_stats(rgb + o, xh + o, ep + o, HW * 3, r);
             for (int k = 0; k < K; k++) {
                 r->before[k] = before[(size_t)i * K + k];
                 r->after[k] = after[(size_t)i * K + k];
@@ -324,5 +328,79 @@ out:
     free(tmp);
     dj_tensor_free(&x);
     dj_tensor_free(&xc);
+    return rc;
+}
+
+/* ------------------------------------------------------------ keep labels */
+
+int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat,
+                                 float *e, dj_jnd_image_result *res, float *scale) {
+    static const char fn[] = "jnd keep labels";
+    int rc = check_images(g, rgb, n, h, w, fn);
+    if (rc) return rc;
+    if (!x_hat || !e || !res) return dj_error(DJ_EINVAL, "%s: x_hat, e and res are required", fn);
+    const int K = g->count;
+    const size_t B = (size_t)h * w * 3; /* bytes of one image */
+    int *todo = malloc((size_t)n * sizeof *todo);
+    uint8_t *xk = malloc((size_t)n * B);
+    float *ek = malloc((size_t)n * B * sizeof *ek);
+    int32_t *labels = malloc((size_t)n * K * sizeof *labels);
+    if (!todo || !xk || !ek || !labels) {
+        rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
+        goto out;
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (scale) scale[i] = 1.f;
+        if (res[i].kept < K) todo[m++] = i;
+    }
+    /* The largest fraction k/9 of e whose stored image keeps every label:
+     * the homogeneity test's fractions, tried from the top, each on the
+     * images still changed (usually a few percent). The scaled e is formed
+     * first and then added at scale 1, so that x_hat = x + e holds for the
+     * e returned, byte for byte. */
+    for (int k = DJ_JND_KEEP_LABELS_STEPS; k >= 1 && m > 0 && !rc; k--) {
+        const float s = (float)k / (DJ_JND_KEEP_LABELS_STEPS + 1);
+        for (int j = 0; j < m; j++) {
+            const size_t o = (size_t)todo[j] * B;
+            for (size_t p = 0; p < B; p++) ek[(size_t)j * B + p] = s * e[o + p];
+            dj_jnd_add_u8(rgb + o, ek + (size_t)j * B, B, 1.f, xk + (size_t)j * B);
+        }
+        if ((rc = dj_jnd_generator_classify(g, xk, m, h, w, labels))) break;
+        int left = 0;
+        for (int j = 0; j < m; j++) {
+            const int i = todo[j];
+            int kept = 0;
+            for (int c = 0; c < K; c++) kept += labels[(size_t)j * K + c] == res[i].before[c];
+            if (kept < K) {
+                todo[left++] = i;
+                continue;
+            }
+            const size_t o = (size_t)i * B;
+            memcpy(e + o, ek + (size_t)j * B, B * sizeof *e);
+            memcpy(x_hat + o, xk + (size_t)j * B, B);
+            for (int c = 0; c < K; c++) res[i].after[c] = res[i].before[c];
+            res[i].kept = K;
+            image_stats(rgb + o, x_hat + o, e + o, B, &res[i]);
+            if (scale) scale[i] = s;
+        }
+        m = left;
+    }
+    /* No fraction kept them all: no distortion. */
+    for (int j = 0; j < m && !rc; j++) {
+        const int i = todo[j];
+        const size_t o = (size_t)i * B;
+        memset(e + o, 0, B * sizeof *e);
+        memcpy(x_hat + o, rgb + o, B);
+        for (int c = 0; c < K; c++) res[i].after[c] = res[i].before[c];
+        res[i].kept = K;
+        image_stats(rgb + o, x_hat + o, e + o, B, &res[i]);
+        if (scale) scale[i] = 0.f;
+    }
+out:
+    free(todo);
+    free(xk);
+    free(ek);
+    free(labels);
     return rc;
 }

@@ -36,6 +36,11 @@ typedef struct bench_state {
     dj_jnd_step *jnd; /* cfg->jnd: the JND step, its c and labels */
     dj_tensor jc;
     int32_t *jlabels;
+    /* frozen_step's forward and backward seconds in the current timed run:
+     * the backward / forward ratio comes from the same steps, not from two
+     * timings minutes apart (single timings here move by +-20%). */
+    double run_fwd_s, run_bwd_s;
+    double ratios[64];
 } bench_state;
 
 static int train_step(bench_state *s) {
@@ -53,8 +58,13 @@ static int train_step(bench_state *s) {
 static int infer_step(bench_state *s) { return dj_graph_forward(s->g, &s->x, 0, NULL, NULL); }
 
 static int frozen_step(bench_state *s) {
+    double t0 = dj_now();
     int rc = dj_graph_forward(s->g, &s->x, 0, NULL, NULL);
-    return rc ? rc : dj_graph_backward(s->g, &s->dlogits, &s->dx);
+    double t1 = dj_now();
+    if (!rc) rc = dj_graph_backward(s->g, &s->dlogits, &s->dx);
+    s->run_fwd_s += t1 - t0;
+    s->run_bwd_s += dj_now() - t1;
+    return rc;
 }
 
 static int jnd_step(bench_state *s) {
@@ -72,12 +82,14 @@ static int time_runs(const dj_bench_config *cfg, bench_state *s, int (*step)(ben
         if (rc) return rc;
     }
     for (int r = 0; r < runs; r++) {
+        s->run_fwd_s = s->run_bwd_s = 0;
         double t0 = dj_now();
         for (int i = 0; i < cfg->steps; i++) {
             int rc = step(s);
             if (rc) return rc;
         }
         rates[r] = (double)cfg->batch * cfg->steps / (dj_now() - t0);
+        s->ratios[r] = s->run_fwd_s > 0 ? s->run_bwd_s / s->run_fwd_s : 0;
     }
     *lo = *hi = rates[0];
     for (int r = 1; r < runs; r++) {
@@ -205,7 +217,7 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
         double lo, hi;
         dj_graph_set_profiling(s.g, cfg->profile); /* restart: the frozen step's forward and backward */
         rc = time_runs(cfg, &s, frozen_step, &res->frozen_img_per_s, &lo, &hi);
-        if (!rc) res->backward_over_forward = res->infer_img_per_s / res->frozen_img_per_s - 1;
+        if (!rc) res->backward_over_forward = median(s.ratios, cfg->runs < 64 ? cfg->runs : 64);
         if (!rc && cfg->profile)
             dj_graph_profile_report(s.g, res->frozen_profile_text, sizeof res->frozen_profile_text);
     }
