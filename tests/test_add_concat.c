@@ -82,6 +82,31 @@ static void test_concat(void) {
     check_concat(16, 32, 32); /* threaded */
 }
 
+/* More parts than concat backward handles in one pass over dy (64): 70
+ * one-channel parts, odd ones accumulated, every other one wanted. */
+static void test_concat_backward_many(void) {
+    enum { P = 70, ROWS = 3 * 4 * 5 };
+    float g[ROWS * P], d[P][ROWS];
+    gc_fill(g, ROWS * P, -1, 1, 33);
+    dj_tensor dy = dj_tensor_view(g, 3, 4, 5, P), t[P];
+    dj_tensor *dxs[P];
+    int acc[P];
+    for (int i = 0; i < P; i++) {
+        for (int r = 0; r < ROWS; r++) d[i][r] = (float)i;
+        t[i] = dj_tensor_view(i % 4 == 3 ? NULL : d[i], 3, 4, 5, 1); /* every 4th: width only */
+        dxs[i] = &t[i];
+        acc[i] = i % 2;
+    }
+    CHECK_OK(dj_concat_backward(&dy, dxs, P, acc));
+    int bad = 0;
+    for (int i = 0; i < P; i++)
+        for (int r = 0; r < ROWS; r++) {
+            float want = i % 4 == 3 ? (float)i : g[r * P + i] + (i % 2 ? (float)i : 0.f);
+            bad += d[i][r] != want;
+        }
+    CHECK(bad == 0);
+}
+
 /* dxs[i] NULL: no gradient for that input. The others still get their slice. */
 static void test_concat_backward_null(void) {
     /* dy: one pixel, channels [a0 a1 | b0 b1 b2 | c0] = 1..6 */
@@ -170,6 +195,7 @@ int main(void) {
     RUN(test_add_relu);
     RUN(test_concat);
     RUN(test_concat_backward_null);
+    RUN(test_concat_backward_many);
     RUN(test_concat_errors);
     return check_report("test_add_concat");
 }

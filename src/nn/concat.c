@@ -51,20 +51,25 @@ int dj_concat_forward(const dj_tensor *const *xs, int count, dj_tensor *y) {
     return DJ_OK;
 }
 
-/* dx[r][0..ci) (+)= dy[r][off..off+ci) for every row r. */
-static void cat_slice(const dj_tensor *dy, size_t off, dj_tensor *dx, int accum) {
-    size_t rows = (size_t)dy->n * dy->h * dy->w, C = (size_t)dy->c, ci = (size_t)dx->c;
-#pragma omp parallel for schedule(static) if (rows * ci > CAT_SERIAL)
-    for (size_t r = 0; r < rows; r++) {
-        const float *g = dy->data + r * C + off;
-        float *o = dx->data + r * ci;
-        if (accum) {
+/* dx_i[r][0..c_i) (+)= dy[r][off_i..off_i+c_i) for every row r and every
+ * part i, in one pass over dy's rows: a pass per part would read dy once per
+ * part (each part's slice touches every cache line of a row), which made
+ * DenseNet's concat backward 2.4x its forward. */
+static void cat_slices(const dj_tensor *dy, dj_tensor *const *dx, const size_t *off, const int *accum, int parts) {
+    size_t rows = (size_t)dy->n * dy->h * dy->w, C = (size_t)dy->c;
+#pragma omp parallel for schedule(static) if (rows * C > CAT_SERIAL)
+    for (size_t r = 0; r < rows; r++)
+        for (int i = 0; i < parts; i++) {
+            size_t ci = (size_t)dx[i]->c;
+            const float *g = dy->data + r * C + off[i];
+            float *o = dx[i]->data + r * ci;
+            if (accum[i]) {
 #pragma omp simd
-            for (size_t c = 0; c < ci; c++) o[c] += g[c];
-        } else {
-            memcpy(o, g, ci * sizeof(float));
+                for (size_t c = 0; c < ci; c++) o[c] += g[c];
+            } else {
+                memcpy(o, g, ci * sizeof(float));
+            }
         }
-    }
 }
 
 /* A NULL dxs[i] says neither "gradient wanted" nor how wide input i was, so
@@ -105,6 +110,11 @@ int dj_concat_backward(const dj_tensor *dy, dj_tensor *const *dxs, int count, co
                             "(give those entries a tensor with c set and data = NULL)",
                             fn, i);
     }
+    /* The wanted parts, their offsets in dy and accumulate flags. */
+    enum { BATCH = 64 };
+    dj_tensor *parts[BATCH];
+    size_t offs[BATCH];
+    int accs[BATCH], np = 0;
     long long off = 0; /* channel offset of entry i in dy */
     int seen = 0;
     for (int i = 0; i < count; i++) {
@@ -112,8 +122,17 @@ int dj_concat_backward(const dj_tensor *dy, dj_tensor *const *dxs, int count, co
             if (++seen == unknown) off += dy->c - known; /* past the last NULL: all their widths */
             continue;
         }
-        if (dxs[i]->data) cat_slice(dy, (size_t)off, dxs[i], accum[i]);
+        if (dxs[i]->data) {
+            if (np == BATCH) { /* more parts than fit: one pass per BATCH of them */
+                cat_slices(dy, parts, offs, accs, np);
+                np = 0;
+            }
+            parts[np] = dxs[i];
+            offs[np] = (size_t)off;
+            accs[np++] = accum[i];
+        }
         off += dxs[i]->c;
     }
+    if (np) cat_slices(dy, parts, offs, accs, np);
     return DJ_OK;
 }
