@@ -90,7 +90,8 @@ int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, 
  * PSNR, mean |e|, mean |x_hat - x|). scale (may be NULL) gets each image's
  * fraction: 1 (untouched), k/9, or 0. Afterwards every label is kept by
  * construction, so RCA says nothing about such output: judge the network by
- * dj_jnd_generator_run's own result, and this by its PSNR. */
+ * dj_jnd_generator_run's own result, and this by its PSNR. On an error, each
+ * image is either settled as above or left as dj_jnd_generator_run wrote it. */
 int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat,
                                  float *e, dj_jnd_image_result *res, float *scale);
 

@@ -341,22 +341,27 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
     if (!x_hat || !e || !res) return dj_error(DJ_EINVAL, "%s: x_hat, e and res are required", fn);
     const int K = g->count;
     const size_t B = (size_t)h * w * 3; /* bytes of one image */
-    int *todo = malloc((size_t)n * sizeof *todo);
-    uint8_t *xk = malloc((size_t)n * B);
-    float *ek = malloc((size_t)n * B * sizeof *ek);
-    int32_t *labels = malloc((size_t)n * K * sizeof *labels);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (scale) scale[i] = 1.f;
+        m += res[i].kept < K;
+    }
+    if (m == 0) return DJ_OK;
+    /* Buffers for the m changed images only (usually a few percent). */
+    int *todo = malloc((size_t)m * sizeof *todo);
+    uint8_t *xk = malloc((size_t)m * B);
+    float *ek = malloc((size_t)m * B * sizeof *ek);
+    int32_t *labels = malloc((size_t)m * K * sizeof *labels);
     if (!todo || !xk || !ek || !labels) {
         rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
         goto out;
     }
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (scale) scale[i] = 1.f;
+    m = 0;
+    for (int i = 0; i < n; i++)
         if (res[i].kept < K) todo[m++] = i;
-    }
     /* The largest fraction k/9 of e whose stored image keeps every label:
      * the homogeneity test's fractions, tried from the top, each on the
-     * images still changed (usually a few percent). The scaled e is formed
+     * images still changed. The scaled e is formed
      * first and then added at scale 1, so that x_hat = x + e holds for the
      * e returned, byte for byte. */
     for (int k = DJ_JND_KEEP_LABELS_STEPS; k >= 1 && m > 0 && !rc; k--) {
