@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "shipped.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
-#include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_eval.h"
 #include "dmvjnd/jnd_generate.h"
 
@@ -45,15 +45,9 @@ static int parse_row(const char *line, int *kept, int *total, double *psnr) {
 }
 
 static void test_readme_figures(void) {
-    void *data = NULL;
-    size_t size = 0;
-    if (dj_read_file("models/README.md", 1 << 20, &data, &size) != 0) {
-        fprintf(stderr, "test_shipped_jnd: %s (run from the repository root)\n", dj_last_error());
-        CHECK(0);
-        return;
-    }
-    char *text = realloc(data, size + 1);
-    text[size] = '\0';
+    char *text = shipped_readme("test_shipped_jnd");
+    CHECK(text != NULL);
+    if (!text) return;
     int kept = -1, total = 0, rows = 0;
     double psnr = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))

@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "shipped.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
-#include "dmvjnd/fileio.h"
 #include "dmvjnd/train.h"
 
 #define TOLERANCE 2
@@ -39,15 +39,9 @@ static int parse_row(const char *line, char *file, size_t fsize, int *count) {
 }
 
 static void test_readme_figures(void) {
-    void *data = NULL;
-    size_t size = 0;
-    if (dj_read_file("models/README.md", 1 << 20, &data, &size) != 0) {
-        fprintf(stderr, "test_shipped_models: %s (run from the repository root)\n", dj_last_error());
-        CHECK(0);
-        return;
-    }
-    char *text = realloc(data, size + 1);
-    text[size] = '\0';
+    char *text = shipped_readme("test_shipped_models");
+    CHECK(text != NULL);
+    if (!text) return;
     dj_cifar10 ds;
     dj_cifar10_opts o = {0, 1000, 0};
     if (dj_cifar10_load(&ds, NULL, "test", &o) != 0) {

@@ -361,22 +361,26 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
         if (res[i].kept < K) todo[m++] = i;
     /* The largest fraction k/9 of e whose stored image keeps every label:
      * the homogeneity test's fractions, tried from the top, each on the
-     * images still changed. The scaled e is formed
-     * first and then added at scale 1, so that x_hat = x + e holds for the
-     * e returned, byte for byte. */
-    for (int k = DJ_JND_KEEP_LABELS_STEPS; k >= 1 && m > 0 && !rc; k--) {
+     * images still changed; k = 0 (no distortion) settles the rest without
+     * asking the classifiers. The scaled e is formed first and then added
+     * at scale 1, so that x_hat = x + e holds for the e returned, byte for
+     * byte. */
+    for (int k = DJ_JND_KEEP_LABELS_STEPS; k >= 0 && m > 0; k--) {
         const float s = (float)k / (DJ_JND_KEEP_LABELS_STEPS + 1);
         for (int j = 0; j < m; j++) {
             const size_t o = (size_t)todo[j] * B;
-            for (size_t p = 0; p < B; p++) ek[(size_t)j * B + p] = s * e[o + p];
+            for (size_t p = 0; p < B; p++) ek[(size_t)j * B + p] = k ? s * e[o + p] : 0.f;
             dj_jnd_add_u8(rgb + o, ek + (size_t)j * B, B, 1.f, xk + (size_t)j * B);
         }
-        if ((rc = dj_jnd_generator_classify(g, xk, m, h, w, labels))) break;
+        if (k && (rc = dj_jnd_generator_classify(g, xk, m, h, w, labels))) break;
         int left = 0;
         for (int j = 0; j < m; j++) {
             const int i = todo[j];
-            int kept = 0;
-            for (int c = 0; c < K; c++) kept += labels[(size_t)j * K + c] == res[i].before[c];
+            int kept = K;
+            if (k) {
+                kept = 0;
+                for (int c = 0; c < K; c++) kept += labels[(size_t)j * K + c] == res[i].before[c];
+            }
             if (kept < K) {
                 todo[left++] = i;
                 continue;
@@ -390,17 +394,6 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
             if (scale) scale[i] = s;
         }
         m = left;
-    }
-    /* No fraction kept them all: no distortion. */
-    for (int j = 0; j < m && !rc; j++) {
-        const int i = todo[j];
-        const size_t o = (size_t)i * B;
-        memset(e + o, 0, B * sizeof *e);
-        memcpy(x_hat + o, rgb + o, B);
-        for (int c = 0; c < K; c++) res[i].after[c] = res[i].before[c];
-        res[i].kept = K;
-        image_stats(rgb + o, x_hat + o, e + o, B, &res[i]);
-        if (scale) scale[i] = 0.f;
     }
 out:
     free(todo);

@@ -41,6 +41,7 @@ typedef struct bench_state {
      * timings minutes apart (single timings here move by +-20%). */
     double run_fwd_s, run_bwd_s;
     double ratios[64];
+    int nratios; /* timed runs of the last time_runs */
 } bench_state;
 
 static int train_step(bench_state *s) {
@@ -91,6 +92,7 @@ static int time_runs(const dj_bench_config *cfg, bench_state *s, int (*step)(ben
         rates[r] = (double)cfg->batch * cfg->steps / (dj_now() - t0);
         s->ratios[r] = s->run_fwd_s > 0 ? s->run_bwd_s / s->run_fwd_s : 0;
     }
+    s->nratios = runs;
     *lo = *hi = rates[0];
     for (int r = 1; r < runs; r++) {
         if (rates[r] < *lo) *lo = rates[r];
@@ -217,7 +219,7 @@ int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res) {
         double lo, hi;
         dj_graph_set_profiling(s.g, cfg->profile); /* restart: the frozen step's forward and backward */
         rc = time_runs(cfg, &s, frozen_step, &res->frozen_img_per_s, &lo, &hi);
-        if (!rc) res->backward_over_forward = median(s.ratios, cfg->runs < 64 ? cfg->runs : 64);
+        if (!rc) res->backward_over_forward = median(s.ratios, s.nratios);
         if (!rc && cfg->profile)
             dj_graph_profile_report(s.g, res->frozen_profile_text, sizeof res->frozen_profile_text);
     }
