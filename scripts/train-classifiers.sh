@@ -17,7 +17,7 @@ recipe() {
     alexnet) echo "--epochs 30 --batch 128 --optim sgd --lr 0.05 --momentum 0.9 --nesterov --wd 5e-4 --schedule cosine" ;;
     vgg11bn) echo "--epochs 27 --batch 128 --optim sgd --lr 0.05 --momentum 0.9 --nesterov --wd 5e-4 --schedule cosine" ;;
     resnet20) echo "--epochs 30 --batch 128 --optim sgd --lr 0.1 --momentum 0.9 --nesterov --wd 5e-4 --schedule cosine" ;;
-    densenet40bc) echo "--epochs 15 --batch 128 --optim sgd --lr 0.1 --momentum 0.9 --nesterov --wd 1e-4 --schedule cosine" ;;
+    densenet40bc) echo "--epochs 20 --batch 128 --optim sgd --lr 0.1 --momentum 0.9 --nesterov --wd 5e-4 --schedule cosine" ;;
     *) echo "train-classifiers: unknown model '$1'" >&2; return 2 ;;
     esac
 }
