@@ -94,7 +94,7 @@ int cmd_train(int argc, char **argv) {
          "weights files, comma separated (default models/alexnet,vgg11bn,resnet20,densenet40bc .safetensors)", 1, 0},
         {"data", OPT_STRING, &data, "CIFAR-10 folder (default $DMVJND_DATA or data/cifar-10-batches-bin)", 1, 0},
         {"alpha", OPT_FLOAT, &alpha, "weight of Loss2, Eq. 7 (paper 1, fast 0.1)", 0, 1e6},
-        {"beta", OPT_FLOAT, &beta, "weight of Loss3, Eq. 7 (paper 1, fast 0.75)", 0, 1e6},
+        {"beta", OPT_FLOAT, &beta, "weight of Loss3, Eq. 7 (paper 1, fast 0.7)", 0, 1e6},
         {"optim", OPT_STRING, &optim, "adam (coupled L2 decay, paper), adamw or sgd", 1, 0},
         {"lr", OPT_FLOAT, &lr, "peak learning rate (paper 1e-5, fast 3e-4)", 0, 1e3},
         {"wd", OPT_FLOAT, &wd, "weight decay (default 1e-3)", 0, 1},

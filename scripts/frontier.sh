@@ -7,7 +7,7 @@
 # 100% at 9.56 dB) for reference.
 #
 #   bash scripts/frontier.sh [OUT=runs/frontier]
-#   PAIRS="0.1,0.75 0.1,2 0.3,1 1,1" EPOCHS=8 TRAIN_LIMIT=50000 EVAL_TRAIN=10000 EVAL_TEST=10000 \
+#   PAIRS="0.1,0.7 0.1,2 0.3,1 1,1" EPOCHS=8 TRAIN_LIMIT=50000 EVAL_TRAIN=10000 EVAL_TEST=10000 \
 #   CLASSIFIERS=a.safetensors,b,... bash scripts/frontier.sh
 # (CLASSIFIERS: default the preset's four shipped ones.)
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/frontier}
-pairs=${PAIRS:-"0.1,0.75 0.1,2 0.3,1 1,1"}
+pairs=${PAIRS:-"0.1,0.7 0.1,2 0.3,1 1,1"}
 epochs=${EPOCHS:-8}
 train_limit=${TRAIN_LIMIT:-50000}
 eval_train=${EVAL_TRAIN:-10000}

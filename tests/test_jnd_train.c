@@ -150,7 +150,7 @@ static void test_presets(void) {
     CHECK(!strcmp(p.classifiers[0], "models/alexnet.safetensors"));
     CHECK_OK(dj_jnd_train_preset(&f, "fast"));
     CHECK(f.ed.width == 0.5f && f.lr > p.lr && f.epochs < p.epochs && f.batch == 50);
-    CHECK(f.alpha == 0.1f && f.beta == 0.75f && f.lr == 3e-4 && f.epochs == 8); /* docs/method.md, Presets */
+    CHECK(f.alpha == 0.1f && f.beta == 0.7f && f.lr == 3e-4 && f.epochs == 8); /* docs/method.md, Presets */
     CHECK_FAILS(dj_jnd_train_preset(&f, "slow"), DJ_EINVAL, "unknown preset 'slow'");
     int u;
     CHECK_OK(dj_jnd_unit_from_name("pixel01", &u));

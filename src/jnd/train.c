@@ -280,7 +280,7 @@ int dj_jnd_train_preset(dj_jnd_train_config *c, const char *name) {
         c->ed.width = 0.5f;
         c->e_init = 0.1f;
         c->alpha = 0.1f;
-        c->beta = 0.75f;
+        c->beta = 0.7f;
         c->lr = 3e-4;
         c->schedule = "cosine+warmup:1:0.1";
         c->epochs = 8;
