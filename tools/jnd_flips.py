@@ -76,13 +76,13 @@ def keep_labels_summary(rows):
     scaled = [s for s in scale if 0 < s < 1]
     dropped = sum(1 for s in scale if s == 0)
     with_e = [p for p, s in zip(psnr, scale) if s > 0]
-    print("e scaled down on %d images (k/9 for k = 1..8: %s), dropped on %d, whole on %d" % (
-        len(scaled), " ".join(str(c) for _, c in sorted(collections.Counter(round(9 * s) for s in scaled).items())),
-        dropped, len(rows) - len(scaled) - dropped))
-    print("PSNR: mean %.2f dB (no-e images at the %.0f dB cap), %.2f dB over the %d with some e; median %.2f dB" % (
-        statistics.mean(psnr), max(psnr), statistics.mean(with_e) if with_e else float("nan"), len(with_e),
-        statistics.median(psnr)))
-
+    counts = sorted(collections.Counter(round(9 * s) for s in scaled).items())
+    print("e scaled down on %d images (%s), dropped on %d, whole on %d" % (
+        len(scaled), ", ".join("%d/9: %d" % kc for kc in counts) or "none", dropped,
+        len(rows) - len(scaled) - dropped))
+    print("PSNR: mean %.2f dB%s, %.2f dB over the %d with some e; median %.2f dB" % (
+        statistics.mean(psnr), " (images without e at the %.0f dB cap)" % max(psnr) if dropped else "",
+        statistics.mean(with_e) if with_e else float("nan"), len(with_e), statistics.median(psnr)))
 
 if __name__ == "__main__":
     main()
