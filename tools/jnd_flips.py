@@ -39,9 +39,16 @@ def true_labels(cifar_dir, split):
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: jnd_flips.py RESULTS.csv CIFAR_DIR")
-    rows = list(csv.DictReader(open(sys.argv[1])))
+    try:
+        with open(sys.argv[1], newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        sys.exit("jnd_flips: %s: %s" % (sys.argv[1], err.strerror))
     if not rows or "source" not in rows[0]:
         sys.exit("jnd_flips: %s: no rows with a 'source' column (a dmvjnd generate results.csv)" % sys.argv[1])
+    if any(not r["source"].startswith("cifar10:") for r in rows):
+        sys.exit("jnd_flips: %s: every image must come from CIFAR-10 (source cifar10:SPLIT:INDEX); "
+                 "PNG inputs have no true label" % sys.argv[1])
     split = rows[0]["source"].split(":")[1]
     truth = true_labels(sys.argv[2], split)
     names = [k[:-len("_before")] for k in rows[0] if k.endswith("_before")]
@@ -83,6 +90,7 @@ def keep_labels_summary(rows):
     print("PSNR: mean %.2f dB%s, %.2f dB over the %d with some e; median %.2f dB" % (
         statistics.mean(psnr), " (images without e at the %.0f dB cap)" % max(psnr) if dropped else "",
         statistics.mean(with_e) if with_e else float("nan"), len(with_e), statistics.median(psnr)))
+
 
 if __name__ == "__main__":
     main()
