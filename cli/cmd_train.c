@@ -83,7 +83,7 @@ static int split_list(char *s, const char **out, int max) {
 int cmd_train(int argc, char **argv) {
     const char *preset = "paper", *classifiers = NULL, *optim = NULL, *schedule = NULL, *e_unit = NULL;
     const char *mean = NULL, *stdv = NULL, *data = NULL, *out = NULL, *ckpt = NULL, *log = NULL, *plots = NULL;
-    const char *cache = NULL;
+    const char *cache = NULL, *input = NULL, *init = NULL;
     double alpha = NAN, beta = NAN, lr = NAN, wd = NAN, width = NAN, slope = NAN, flip = NAN, e_init = NAN;
     int batch = -1, epochs = -1, train_limit = -1, eval_limit = -1, seed = -1, threads = 0, no_clip = 0, clip = 0;
     int resume = 0, stop_after = 0, drop_last = 0, quiet = 0, no_cache_file = 0, help = 0;
@@ -107,6 +107,14 @@ int cmd_train(int argc, char **argv) {
         {"width", OPT_FLOAT, &width, "E-D width multiplier (paper 1, fast 0.5)", 0.01, 16},
         {"slope", OPT_FLOAT, &slope, "E-D LeakyReLU slope (default 0.01; 0 = ReLU)", 0, 1},
         {"e-init", OPT_FLOAT, &e_init, "scale of the E-D's last layer at initialisation (paper 1, fast 0.1)", 0, 100},
+        {"input", OPT_STRING, &input,
+         "the E-D's input: x,cam (the paper's; default) or x,cam,margin (adds the classifiers' confidence; "
+         "docs/method.md)",
+         1, 0},
+        {"init", OPT_STRING, &init,
+         "start the E-D from this model file's weights (fine-tuning; same width and slope; an x,cam model can "
+         "start an x,cam,margin one)",
+         1, 0},
         {"e-unit", OPT_STRING, &e_unit, "unit of |e| in Loss2/Loss3: normalized (default) or pixel01", 1, 0},
         {"no-clip", OPT_FLAG, &no_clip, "do not clamp x_hat = x + e to the valid range (default: clamp)", 0, 0},
         {"clip", OPT_FLAG, &clip, "clamp x_hat to the valid range (the default)", 0, 0},
@@ -191,6 +199,14 @@ int cmd_train(int argc, char **argv) {
     if (!isnan(lr)) cfg.lr = lr;
     if (!isnan(width)) cfg.ed.width = (float)width;
     if (!isnan(slope)) cfg.ed.slope = (float)slope;
+    if (input) {
+        if (strcmp(input, "x,cam") && strcmp(input, "x,cam,margin")) {
+            fprintf(stderr, "dmvjnd train: --input must be x,cam or x,cam,margin, not '%s'\n", input);
+            goto done;
+        }
+        cfg.ed.margin_input = !strcmp(input, "x,cam,margin");
+    }
+    if (init) cfg.init_path = init;
     if (!isnan(flip)) cfg.flip_p = (float)flip;
     if (!isnan(e_init)) cfg.e_init = (float)e_init;
     if (schedule) cfg.schedule = schedule;

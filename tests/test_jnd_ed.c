@@ -1,6 +1,7 @@
 /* The DMV-JND E-D autoencoder: its size against closed-form counts, its
  * names, output shape and range, gradients against central finite
- * differences, freezing, input checks, and the input stacking helper. */
+ * differences, freezing, input checks, and the input stacking helper (with
+ * and without the margin plane). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,13 +281,50 @@ static void test_stack(void) {
     for (int i = 0; i < 4; i++) c[i] = 100.0f + (float)i;
     dj_tensor tx = dj_tensor_view(x, 2, 1, 2, 3), tc = dj_tensor_view(c, 2, 1, 2, 1);
     dj_tensor txc = dj_tensor_view(xc, 2, 1, 2, 4);
-    CHECK_OK(dj_jnd_stack(&tx, &tc, &txc));
+    CHECK_OK(dj_jnd_stack(&tx, &tc, NULL, &txc));
     for (int p = 0; p < 4; p++) {
         for (int ch = 0; ch < 3; ch++) CHECK(xc[p * 4 + ch] == x[p * 3 + ch]);
         CHECK(xc[p * 4 + 3] == c[p]);
     }
     dj_tensor bad = dj_tensor_view(c, 1, 2, 2, 1);
-    CHECK_FAILS(dj_jnd_stack(&tx, &bad, &txc), DJ_EINVAL, "jnd_stack");
+    CHECK_FAILS(dj_jnd_stack(&tx, &bad, NULL, &txc), DJ_EINVAL, "jnd_stack");
+}
+
+/* The margin input: a fifth channel, margin[i] on every pixel of image i;
+ * the builder takes 5 channels then, and rejects a margin_input that is
+ * not 0 or 1. */
+static void test_stack_margin(void) {
+    float x[2 * 2 * 3], c[2 * 2], xc[2 * 2 * 5], m[2] = {0.25f, 0.75f};
+    for (int i = 0; i < 12; i++) x[i] = (float)i;
+    for (int i = 0; i < 4; i++) c[i] = 100.0f + (float)i;
+    dj_tensor tx = dj_tensor_view(x, 2, 1, 2, 3), tc = dj_tensor_view(c, 2, 1, 2, 1);
+    dj_tensor txc = dj_tensor_view(xc, 2, 1, 2, 5), t4 = dj_tensor_view(xc, 2, 1, 2, 4);
+    CHECK_OK(dj_jnd_stack(&tx, &tc, m, &txc));
+    for (int p = 0; p < 4; p++) {
+        for (int ch = 0; ch < 3; ch++) CHECK(xc[p * 5 + ch] == x[p * 3 + ch]);
+        CHECK(xc[p * 5 + 3] == c[p]);
+        CHECK(xc[p * 5 + 4] == m[p / 2]); /* pixels 0-1 are image 0's */
+    }
+    CHECK_FAILS(dj_jnd_stack(&tx, &tc, m, &t4), DJ_EINVAL, "N x H x W x 5");
+    CHECK_FAILS(dj_jnd_stack(&tx, &tc, NULL, &txc), DJ_EINVAL, "N x H x W x 4");
+
+    dj_jnd_ed_config cfg = dj_jnd_ed_defaults();
+    CHECK(cfg.margin_input == 0 && dj_jnd_ed_in_channels(&cfg) == 4 && dj_jnd_ed_in_channels(NULL) == 4);
+    cfg.width = 0.25f;
+    cfg.margin_input = 1;
+    CHECK(dj_jnd_ed_in_channels(&cfg) == 5);
+    dj_graph *g = NULL;
+    CHECK_OK(dj_model_jnd_ed(&g, &cfg, 16, 16, NULL));
+    if (g) {
+        int h, w, ch;
+        dj_graph_node_shape(g, 0, &h, &w, &ch);
+        CHECK(h == 16 && w == 16 && ch == 5);
+        const dj_param *p = dj_graph_find_param(g, "enc.0.weight");
+        CHECK(p && p->ndim == 4 && p->shape[1] == 5 && p->shape[0] == 16);
+        dj_graph_destroy(g);
+    }
+    cfg.margin_input = 2;
+    CHECK_FAILS(dj_model_jnd_ed(&g, &cfg, 16, 16, NULL), DJ_EINVAL, "margin_input");
 }
 
 int main(void) {
@@ -298,5 +336,6 @@ int main(void) {
     RUN(test_freeze);
     RUN(test_errors);
     RUN(test_stack);
+    RUN(test_stack_margin);
     return check_report("test_jnd_ed");
 }

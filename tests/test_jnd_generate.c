@@ -273,6 +273,94 @@ static void test_errors(void) {
     dj_jnd_generator_destroy(NULL);
 }
 
+/* A margin-input model (dmvjnd/jnd.h, the margin plane): the generator
+ * computes the margins itself; its e equals dj_jnd_generate's (checked
+ * against the E-D's own pass in test_jnd_train), also on an odd size, and
+ * the margin plane changes e (its enc.0 weights are not 0 here). */
+static void test_margin_model(void) {
+    enum { N = 4 };
+    dj_jnd_ed_config cfg = dj_jnd_ed_defaults();
+    cfg.width = 0.25f;
+    cfg.margin_input = 1;
+    dj_rng r;
+    dj_rng_seed(&r, 9);
+    dj_graph *ed = NULL;
+    CHECK_OK(dj_model_jnd_ed(&ed, &cfg, 32, 32, &r));
+    if (!ed) return;
+    for (int i = 0; i < dj_graph_num_params(ed); i++) {
+        const dj_param *p = dj_graph_param(ed, i);
+        if (!strncmp(p->name, "dec.9.", 6))
+            for (size_t j = 0; j < p->count; j++) p->data[j] *= 8.f;
+    }
+    const dj_param *w0 = dj_graph_find_param(ed, "enc.0.weight");
+    for (int64_t o = 0; o < w0->shape[0]; o++) /* a strong margin channel */
+        for (int q = 0; q < 9; q++) w0->data[(o * 5 + 4) * 9 + q] = 2.0f * (dj_rng_uniform(&r) - 0.5f);
+    const char *paths[2] = {fx.cls[0], fx.cls[1]};
+    dj_jnd_model_info info = {.ed_cfg = cfg, .h = 32, .w = 32, .e_unit = DJ_JND_UNIT_NORMALIZED, .clip = 1,
+                              .alpha = 1, .beta = 1, .norm = dj_jnd_norm_paper(), .classifiers = paths,
+                              .nclassifiers = 2};
+    char path[400];
+    snprintf(path, sizeof path, "%s/jnd-margin.safetensors", fx.dir);
+    CHECK_OK(dj_jnd_model_save(ed, path, &info, NULL, 0));
+    dj_graph_destroy(ed);
+
+    const size_t nb = 32 * 32 * 3;
+    uint8_t *px = malloc(N * nb), *xh = malloc(N * nb);
+    float *e = malloc(N * nb * sizeof(float));
+    dj_jnd_image_result res[N];
+    fixture_images(px, N, 32, 32, 5);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, path, NULL, 0));
+    if (g) CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, xh, e, NULL, res));
+    dj_jnd_model m;
+    CHECK_OK(dj_jnd_model_load(path, &m));
+    CHECK(m.ed_cfg.margin_input == 1);
+    dj_classifier cls[2];
+    CHECK_OK(dj_jnd_classifiers_load(cls, paths, 2, NULL, &m.norm));
+    dj_graph *gs[2] = {cls[0].graph, cls[1].graph};
+    dj_tensor x, er;
+    CHECK_OK(dj_tensor_alloc(&x, N, 32, 32, 3));
+    CHECK_OK(dj_tensor_alloc(&er, N, 32, 32, 3));
+    CHECK_OK(dj_normalize_u8(px, (size_t)N * 1024, m.norm.mean, m.norm.std, x.data));
+    float cam[N * 1024];
+    CHECK_OK(dj_jnd_generate(&m, gs, 2, &x, &er, cam, NULL));
+    double err = 0, emax = 0;
+    for (size_t i = 0; i < N * nb; i++) {
+        err = fmax(err, fabs(e[i] - er.data[i] * m.norm.std[i % 3]));
+        emax = fmax(emax, fabs(e[i]));
+    }
+    printf("margin model: max |e - dj_jnd_generate| %.2g (max |e| %.3g)\n", err, emax);
+    CHECK(err <= 1e-6 && emax > 0.02);
+    /* with other margins (1: the random classifiers' own are near 0) e differs */
+    dj_tensor xc;
+    CHECK_OK(dj_tensor_alloc(&xc, N, 32, 32, 5));
+    float ones[N] = {1, 1, 1, 1};
+    dj_tensor cv = dj_tensor_view(cam, N, 32, 32, 1);
+    CHECK_OK(dj_jnd_stack(&x, &cv, ones, &xc));
+    const dj_tensor *e0;
+    CHECK_OK(dj_graph_forward(m.ed, &xc, 0, NULL, &e0));
+    double d0 = 0;
+    for (size_t i = 0; i < N * nb; i++) d0 = fmax(d0, fabs(e0->data[i] - er.data[i]));
+    CHECK(d0 > 1e-3);
+    dj_tensor_free(&xc);
+    /* an odd size goes through the padded path and its own E-D graph */
+    uint8_t *po = malloc(21 * 37 * 3), *xo = malloc(21 * 37 * 3);
+    fixture_images(po, 1, 21, 37, 6);
+    dj_jnd_image_result ro;
+    if (g) CHECK_OK(dj_jnd_generator_run(g, po, 1, 21, 37, xo, NULL, NULL, &ro));
+    CHECK(isfinite(ro.psnr) && ro.psnr > 0);
+    free(po);
+    free(xo);
+    dj_tensor_free(&x);
+    dj_tensor_free(&er);
+    dj_jnd_classifiers_free(cls, 2);
+    dj_jnd_model_free(&m);
+    dj_jnd_generator_destroy(g);
+    free(px);
+    free(xh);
+    free(e);
+}
+
 int main(void) {
     dj_set_num_threads(2);
     if (fixture_make(&fx, "test_jnd_generate", 8.f)) {
@@ -284,6 +372,7 @@ int main(void) {
     RUN(test_keep_labels);
     RUN(test_pixel_helpers);
     RUN(test_errors);
+    RUN(test_margin_model);
     fixture_remove(&fx);
     return check_report("test_jnd_generate");
 }

@@ -215,6 +215,8 @@ static void test_cache(void) {
     CHECK(!memcmp(c1.train.cam, c2.train.cam, 40 * 2 * 1024 * sizeof(uint16_t)));
     CHECK(!memcmp(c1.train.labels, c2.train.labels, 40 * 2 * 2 * sizeof(int32_t)));
     CHECK(!memcmp(c1.test.cam, c2.test.cam, 12 * 1024 * sizeof(uint16_t)));
+    CHECK(!memcmp(c1.train.margin, c2.train.margin, 40 * 2 * sizeof(float)));
+    CHECK(!memcmp(c1.test.margin, c2.test.margin, 12 * sizeof(float)));
     dj_jnd_cache_free(&c2);
 
     /* The cached maps are the merged CAMs of the flipped images, to 16 bits. */
@@ -244,6 +246,26 @@ static void test_cache(void) {
         }
         CHECK(worst <= 0.5 / 65535 + 1e-7);
         CHECK(labels_ok);
+        /* margins: the smaller p1 - p2 of the two classifiers, from their
+         * softmax probabilities */
+        double mworst = 0;
+        float pr[2][40 * 10];
+        CHECK_OK(dj_classify_batch(cls[0].graph, &x, NULL, NULL, pr[0]));
+        CHECK_OK(dj_classify_batch(cls[1].graph, &x, NULL, NULL, pr[1]));
+        for (int i = 0; i < 40; i++) {
+            double gap[2];
+            for (int k = 0; k < 2; k++) {
+                double a = -1, b = -1;
+                for (int j = 0; j < 10; j++) {
+                    double v = pr[k][i * 10 + j];
+                    if (v > a) b = a, a = v;
+                    else if (v > b) b = v;
+                }
+                gap[k] = a - b;
+            }
+            mworst = fmax(mworst, fabs(c1.train.margin[i * 2 + 1] - fmin(gap[0], gap[1])));
+        }
+        CHECK(mworst <= 1e-5);
         free(m0);
         free(m1);
         free(mm);
@@ -439,7 +461,7 @@ static void test_short_run(void) {
         CHECK_OK(dj_model_jnd_ed(&ed, &ec, 32, 32, &rng));
         CHECK_OK(dj_weights_load(ed, c.out_path, "jnd_ed"));
         dj_tensor cv = dj_tensor_view(cam, 8, 32, 32, 1);
-        CHECK_OK(dj_jnd_stack(&x, &cv, &xc));
+        CHECK_OK(dj_jnd_stack(&x, &cv, NULL, &xc));
         const dj_tensor *ref;
         CHECK_OK(dj_graph_forward(ed, &xc, 0, NULL, &ref));
         CHECK(check_max_err(e.data, ref->data, dj_tensor_numel(&e), 1e-4, 1e-3) <= 1);
@@ -470,6 +492,104 @@ static void test_short_run(void) {
     dj_jnd_train_result r2;
     CHECK_OK(dj_jnd_train(&c2, NULL, &r2));
     CHECK(r2.cache_reused == 3);
+}
+
+/* --init and the margin input: an E-D with the margin plane starts from the
+ * short run's model (4 input channels): with lr 0 its weights stay the
+ * file's, enc.0's fifth input channel 0. The model file says x,cam,margin,
+ * and dj_jnd_generate feeds it the margins: its e equals the E-D's own pass
+ * on [x, c, margin] with the margins from the classifiers' probabilities. */
+static void test_margin_init(void) {
+    dj_jnd_train_config c = tiny_config();
+    c.ed.margin_input = 1;
+    c.init_path = tmp("jnd.safetensors"); /* test_short_run's */
+    c.lr = 0;
+    c.epochs = 1;
+    c.out_path = tmp("jnd-margin.safetensors");
+    dj_jnd_train_result r;
+    CHECK_OK(dj_jnd_train(&c, NULL, &r));
+    dj_st_file *src = NULL, *dst = NULL;
+    CHECK_OK(dj_st_open(c.init_path, 0, &src));
+    CHECK_OK(dj_st_open(c.out_path, 0, &dst));
+    if (src && dst) {
+        CHECK(!strcmp(dj_st_metadata(dst, "jnd.input"), "x,cam,margin"));
+        CHECK(!strcmp(dj_st_metadata(dst, "jnd.train.init"), c.init_path));
+        const dj_st_tensor *a = dj_st_find(src, "enc.0.weight"), *b = dj_st_find(dst, "enc.0.weight");
+        CHECK(a && b && a->shape[1] == 4 && b->shape[1] == 5 && a->shape[0] == b->shape[0]);
+        int same = 1, zero = 1;
+        for (int64_t o = 0; a && b && o < a->shape[0]; o++)
+            for (int q = 0; q < 9; q++) {
+                for (int ch = 0; ch < 4; ch++) same &= a->f32[(o * 4 + ch) * 9 + q] == b->f32[(o * 5 + ch) * 9 + q];
+                zero &= b->f32[(o * 5 + 4) * 9 + q] == 0.0f;
+            }
+        CHECK(same && zero);
+        const dj_st_tensor *a9 = dj_st_find(src, "dec.9.weight"), *b9 = dj_st_find(dst, "dec.9.weight");
+        CHECK(a9 && b9 && a9->count == b9->count && !memcmp(a9->f32, b9->f32, a9->count * sizeof(float)));
+    }
+    dj_st_close(src);
+    dj_st_close(dst);
+
+    dj_jnd_model m;
+    CHECK_OK(dj_jnd_model_load(c.out_path, &m));
+    CHECK(m.ed_cfg.margin_input == 1);
+    dj_classifier cls[2];
+    dj_jnd_norm nm = dj_jnd_norm_paper();
+    CHECK_OK(dj_jnd_classifiers_load(cls, cls_paths, 2, tiny_build, &nm));
+    dj_graph *g[2] = {cls[0].graph, cls[1].graph};
+    dj_cifar10 te;
+    dj_cifar10_opts o = {0, 8, 0};
+    CHECK_OK(dj_cifar10_load(&te, NULL, "test", &o));
+    dj_tensor x, e, xc;
+    CHECK_OK(dj_tensor_alloc(&x, 8, 32, 32, 3));
+    CHECK_OK(dj_tensor_alloc(&e, 8, 32, 32, 3));
+    CHECK_OK(dj_tensor_alloc(&xc, 8, 32, 32, 5));
+    int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    float cam[8 * 1024], pr[2][80], margin[8];
+    CHECK_OK(dj_jnd_make_batch(&te, idx, NULL, 8, &nm, &x));
+    CHECK_OK(dj_jnd_generate(&m, g, 2, &x, &e, cam, NULL));
+    for (int k = 0; k < 2; k++) CHECK_OK(dj_classify_batch(g[k], &x, NULL, NULL, pr[k]));
+    for (int i = 0; i < 8; i++) {
+        margin[i] = 1;
+        for (int k = 0; k < 2; k++) {
+            float a = -1, b = -1;
+            for (int j = 0; j < 10; j++) {
+                float v = pr[k][i * 10 + j];
+                if (v > a) b = a, a = v;
+                else if (v > b) b = v;
+            }
+            margin[i] = fminf(margin[i], a - b);
+        }
+    }
+    dj_tensor cv = dj_tensor_view(cam, 8, 32, 32, 1);
+    CHECK_OK(dj_jnd_stack(&x, &cv, margin, &xc));
+    const dj_tensor *ref;
+    CHECK_OK(dj_graph_forward(m.ed, &xc, 0, NULL, &ref));
+    CHECK(check_max_err(e.data, ref->data, dj_tensor_numel(&e), 1e-5, 1e-4) <= 1);
+    /* the margin plane matters: another margin gives another e */
+    for (int i = 0; i < 8; i++) margin[i] = 1 - margin[i];
+    CHECK_OK(dj_jnd_stack(&x, &cv, margin, &xc));
+    CHECK_OK(dj_graph_forward(m.ed, &xc, 0, NULL, &ref));
+    double diff = 0;
+    for (size_t i = 0; i < dj_tensor_numel(&e); i++) diff = fmax(diff, fabs(e.data[i] - ref->data[i]));
+    CHECK(diff == 0); /* enc.0's margin weights are still 0 (lr 0): no effect yet */
+    dj_tensor_free(&x);
+    dj_tensor_free(&e);
+    dj_tensor_free(&xc);
+    dj_cifar10_free(&te);
+    dj_jnd_classifiers_free(cls, 2);
+    dj_jnd_model_free(&m);
+
+    /* a model of another width is refused, naming the file */
+    dj_jnd_train_config bad = tiny_config();
+    bad.ed.width = 0.5f;
+    bad.init_path = tmp("jnd.safetensors");
+    bad.out_path = tmp("jnd-bad.safetensors");
+    CHECK_FAILS(dj_jnd_train(&bad, NULL, &r), DJ_EINVAL, "--init: the model has E-D width 0.25");
+    bad.ed.width = 0.25f;
+    bad.init_path = cls_paths[0];
+    CHECK_FAILS(dj_jnd_train(&bad, NULL, &r), DJ_EFORMAT, "needs a DMV-JND model file");
+    bad.init_path = tmp("missing.safetensors");
+    CHECK_FAILS(dj_jnd_train(&bad, NULL, &r), DJ_EIO, "missing.safetensors");
 }
 
 static int same_params(const dj_graph *a, const dj_graph *b) {
@@ -595,7 +715,7 @@ typedef struct gctx {
 static double jnd_loss(void *p) {
     gctx *g = p;
     dj_jnd_step_stats st;
-    if (dj_jnd_step_run(g->s, &g->x, &g->c, g->labels, NULL, 0, &g->rng, &st)) return NAN;
+    if (dj_jnd_step_run(g->s, &g->x, &g->c, NULL, g->labels, NULL, 0, &g->rng, &st)) return NAN;
     return st.loss;
 }
 
@@ -673,7 +793,7 @@ static void test_gradient(void) {
         gc_fill(g.c.data, dj_tensor_numel(&g.c), 0, 1, 32);
         for (int i = 0; i < 8; i++) g.labels[i] = (int32_t)((i * 7 + 3) % 10);
         dj_jnd_step_stats st;
-        CHECK_OK(dj_jnd_step_run(g.s, &g.x, &g.c, g.labels, NULL, 0, &g.rng, &st));
+        CHECK_OK(dj_jnd_step_run(g.s, &g.x, &g.c, NULL, g.labels, NULL, 0, &g.rng, &st));
         CHECK(isfinite(st.loss) && st.loss1 > 0 && st.loss2 >= 0 && st.loss3 > 0);
         CHECK_CLOSE(st.loss, st.loss1 + (double)sc.alpha * st.loss2 + (double)sc.beta * st.loss3, 1e-12, 1e-12);
         const char *names[3] = {"dec.9.bias", "dec.9.weight", "enc.0.weight"};
@@ -682,7 +802,7 @@ static void test_gradient(void) {
             CHECK(p != NULL);
             if (!p) continue;
             /* fresh analytic gradient at the current weights */
-            CHECK_OK(dj_jnd_step_run(g.s, &g.x, &g.c, g.labels, NULL, 0, &g.rng, &st));
+            CHECK_OK(dj_jnd_step_run(g.s, &g.x, &g.c, NULL, g.labels, NULL, 0, &g.rng, &st));
             float *gr = malloc(p->count * sizeof(float));
             memcpy(gr, p->grad, p->count * sizeof(float));
             double any = 0;
@@ -728,6 +848,7 @@ int main(void) {
         RUNT(test_make_batch);
         RUNT(test_cache);
         RUNT(test_short_run);
+        RUNT(test_margin_init);
         RUNT(test_resume);
         RUNT(test_errors);
     }

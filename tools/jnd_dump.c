@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
         goto done;
     fill_uniform(&data, x.data, dj_tensor_numel(&x), -1, 1);
     fill_uniform(&data, c.data, dj_tensor_numel(&c), 0, 1);
-    if ((rc = dj_jnd_stack(&x, &c, &xc))) goto done;
+    if ((rc = dj_jnd_stack(&x, &c, NULL, &xc))) goto done;
 
     /* 1. training forward */
     const dj_tensor *y;

@@ -67,16 +67,21 @@ dj_jnd_norm dj_jnd_norm_paper(void);
  * Parameters at width 1: 751,427 trainable (+ 1,920 BN running statistics);
  * 365 MFLOP per 32x32 image (2 x multiply-accumulates, dj_graph_flops). */
 typedef struct dj_jnd_ed_config {
-    float width; /* width multiplier: 1 = 64-128-256-64 / 256-128-64; 0.5 = half */
-    float slope; /* LeakyReLU negative slope (0 = plain ReLU); default 0.01      */
+    float width;      /* width multiplier: 1 = 64-128-256-64 / 256-128-64; 0.5 = half */
+    float slope;      /* LeakyReLU negative slope (0 = plain ReLU); default 0.01      */
+    int margin_input; /* 1: a fifth input channel, the margin plane (below); 0 = the  */
+                      /* paper's x and c only (default)                               */
 } dj_jnd_ed_config;
 
-#define DJ_JND_ED_IN_CHANNELS 4  /* x (3, normalised) then c (1)              */
+#define DJ_JND_ED_IN_CHANNELS 4  /* the paper's input: x (3, normalised) then c (1) */
 #define DJ_JND_ED_OUT_CHANNELS 3 /* e                                        */
 #define DJ_JND_ED_MULTIPLE 8     /* H and W must be multiples of this (3 pools) */
 
-/* width 1, slope 0.01 (PyTorch's nn.LeakyReLU default). */
+/* width 1, slope 0.01 (PyTorch's nn.LeakyReLU default), no margin input. */
 dj_jnd_ed_config dj_jnd_ed_defaults(void);
+
+/* The E-D's input channels: DJ_JND_ED_IN_CHANNELS, + 1 with margin_input. */
+int dj_jnd_ed_in_channels(const dj_jnd_ed_config *cfg);
 
 /* The seven layer widths for cfg (enc.0, enc.3, enc.7, enc.11, dec.0, dec.3,
  * dec.6): round(base * width), at least 1. DJ_EINVAL for a width that is not
@@ -89,9 +94,28 @@ int dj_jnd_ed_widths(const dj_jnd_ed_config *cfg, int widths[7]);
  * pads), else DJ_EINVAL. The graph's input is n x h x w x 4, its output
  * n x h x w x 3. */
 
-/* The E-D's input: xc[..., 0:3] = x, xc[..., 3] = c (torch.cat([x, c], 1)).
- * x: n x h x w x 3, c: n x h x w x 1, xc: n x h x w x 4 (not aliasing x or c). */
-int dj_jnd_stack(const dj_tensor *x, const dj_tensor *c, dj_tensor *xc);
+/* The E-D's input: xc[..., 0:3] = x, xc[..., 3] = c (torch.cat([x, c], 1)),
+ * and with margin (n floats, may be NULL) xc[i, :, :, 4] = margin[i] for
+ * every pixel of image i. x: n x h x w x 3, c: n x h x w x 1, xc:
+ * n x h x w x 4 (margin NULL) or x 5 (margin given), not aliasing x or c. */
+int dj_jnd_stack(const dj_tensor *x, const dj_tensor *c, const float *margin, dj_tensor *xc);
+
+/* The margin plane (docs/method.md, "The margin input"). The merged CAM is
+ * min-max normalised per image, so it says where a classifier looks but not
+ * how sure it is; the labels a JND loses sit on the images some classifier
+ * is unsure of. The margin of an image is the smallest, over the
+ * classifiers, of p1 - p2: the gap between the two largest softmax
+ * probabilities of the classifier on x (in [0, 1]; 0 = a tie).
+ *
+ * logits: n x classes, one classifier's outputs on x. first = 1:
+ * margin[i] = its gap; first = 0: margin[i] = min(margin[i], its gap), so
+ * calling it once per classifier gives the smallest. Non-finite logits give
+ * a margin of 0 (the most careful). DJ_EINVAL for classes < 2. */
+int dj_jnd_margin_update(const float *logits, int n, int classes, float *margin, int first);
+
+/* The same from a classifier graph's last forward (its output node holds n
+ * images' logits, e.g. after dj_cam_compute). DJ_EINVAL if it holds fewer. */
+int dj_jnd_margin_from_graph(const dj_graph *g, int n, float *margin, int first);
 
 /* ================================================================ 3. losses */
 

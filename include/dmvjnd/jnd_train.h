@@ -63,12 +63,14 @@ void dj_jnd_classifiers_free(dj_classifier *c, int count);
  *     (dj_cam_merge of each classifier's dj_cam_compute) in [0, 1]: 16-bit
  *     fixed point, error <= 7.7e-6, half the memory of floats (50000 images
  *     x 2 flips = 210 MB instead of 420 MB);
- *   labels[(i*flips + f)*classifiers + k] = classifier k's prediction.
+ *   labels[(i*flips + f)*classifiers + k] = classifier k's prediction;
+ *   margin[i*flips + f] = the margin of the image (dmvjnd/jnd.h, section 2).
  */
 typedef struct dj_jnd_cache_split {
     int n, flips, classifiers, h, w;
     uint16_t *cam;
     int32_t *labels;
+    float *margin; /* margin[i*flips + f]: dj_jnd_margin_update over the classifiers */
 } dj_jnd_cache_split;
 
 typedef struct dj_jnd_cache {
@@ -155,14 +157,16 @@ int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, in
                        const dj_jnd_step_config *cfg);
 void dj_jnd_step_destroy(dj_jnd_step *s);
 
-/* x: n x H x W x 3 normalised; c: n x H x W x 1; labels[i*count + k] =
- * classifier k's label on x_i. Forward (E-D in training mode), Loss,
+/* x: n x H x W x 3 normalised; c: n x H x W x 1; margin: n floats
+ * (dj_jnd_margin_update) when the E-D takes the margin input (5 channels),
+ * NULL when it takes the paper's 4; labels[i*count + k] = classifier k's
+ * label on x_i. Forward (E-D in training mode), Loss,
  * backward, then opt (made with dj_graph_make_optim(ed, ...)) steps with
  * lr. opt NULL: gradients only (the E-D's parameter gradients are zeroed
  * first and hold dLoss/dw afterwards). rng: passed to the E-D's forward.
  * A non-finite loss returns DJ_ENUMERIC before any parameter changes. */
-int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const int32_t *labels, dj_optim *opt,
-                    float lr, dj_rng *rng, dj_jnd_step_stats *st);
+int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const float *margin,
+                    const int32_t *labels, dj_optim *opt, float lr, dj_rng *rng, dj_jnd_step_stats *st);
 
 /* The same quantities without training, E-D in inference mode (running BN
  * statistics), from one E-D forward: *stored (may be NULL) with the
@@ -170,8 +174,8 @@ int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, cons
  * rounded to 8 bits, normalised again); *as_float (may be NULL) with the
  * float x_hat of training (clipped per cfg). PSNR is of the 8-bit image in
  * both. */
-int dj_jnd_step_eval(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const int32_t *labels,
-                     dj_jnd_step_stats *stored, dj_jnd_step_stats *as_float);
+int dj_jnd_step_eval(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const float *margin,
+                     const int32_t *labels, dj_jnd_step_stats *stored, dj_jnd_step_stats *as_float);
 
 /* ============================================================ 4. training job */
 
@@ -186,6 +190,10 @@ typedef struct dj_jnd_train_config {
     float e_init;                   /* scale of the last conv's initial weights and   */
                                     /* bias (1 = PyTorch's default; small = e ~ 0 at  */
                                     /* the start, x_hat ~ x)                          */
+    const char *init_path;          /* NULL, or a model file whose E-D weights the run */
+                                    /* starts from (fine-tuning; a 4-input model can   */
+                                    /* start a margin-input E-D: its fifth input       */
+                                    /* channel starts at 0). Width and slope must match */
     float alpha, beta;              /* Eq. 7                                           */
     int e_unit;                     /* enum dj_jnd_unit                                */
     int clip;                       /* x_hat clamped to the valid range                */
@@ -301,6 +309,8 @@ int dj_jnd_plot_csv(const char *csv_path, const char *dir);
  * the settings it was trained with. Files are dj_weights_save files with
  * arch "jnd_ed" and metadata:
  *   jnd.width, jnd.slope      the E-D (dj_jnd_ed_config)
+ *   jnd.input                 "x,cam" (the paper's; also when absent) or
+ *                             "x,cam,margin" (margin_input)
  *   jnd.e_unit                "normalized" | "pixel01"
  *   jnd.clip                  "1" | "0": x_hat = clamp(x + e) or x + e
  *   jnd.alpha, jnd.beta       Eq. 7's weights
@@ -309,7 +319,7 @@ int dj_jnd_plot_csv(const char *csv_path, const char *dir);
  *   norm.mean, norm.std       "a,b,c"
  * plus the recipe ("jnd.train.*") and final metrics ("jnd.final.*"). */
 typedef struct dj_jnd_model {
-    dj_graph *ed;                 /* frozen E-D, input h x w x 4                     */
+    dj_graph *ed;                 /* frozen E-D, input h x w x 4 (5: margin input)   */
     dj_jnd_ed_config ed_cfg;
     int h, w;
     int e_unit, clip;
@@ -342,7 +352,8 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
 
 /* Generation for a batch: c = merged CAM of cls[0..count) on x (each
  * classifier's map for its own prediction, dj_cam_compute + dj_cam_merge),
- * then e = E-D([x, c]) in inference mode. x: n x h x w x 3 normalised with
+ * then e = E-D([x, c]) (or E-D([x, c, margin]) for a margin-input model,
+ * the margin from the same classifiers) in inference mode. x: n x h x w x 3 normalised with
  * m->norm; e: n x h x w x 3 (caller's memory). cam (may be NULL): n*h*w
  * floats, receives c. labels (may be NULL): n*count, labels[i*count + k] =
  * classifier k's prediction on x_i. The distorted image is then

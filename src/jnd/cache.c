@@ -4,11 +4,12 @@
  * File: a safetensors file (dmvjnd/safetensors.h) written here directly
  * because it holds U16 and I32 tensors (the library's writer does F32 and
  * I64 only):
- *   __metadata__  format = "dmvjnd-jnd-cache", format_version = "1",
+ *   __metadata__  format = "dmvjnd-jnd-cache", format_version = "2",
  *                 "<split>.key" = the identity the split was computed for
  *                 (cache_key below), "classifiers" = the files' names,
  *                 one per line (informational: the key holds their hashes)
  *   <split>.labels  I32 [n, flips, classifiers]
+ *   <split>.margin  F32 [n, flips]   (version 2; dj_jnd_margin_update)
  *   <split>.cam     U16 [n, flips, h, w]
  * for split "train" and, when present, "test". The file is read back with
  * dj_st_open, which validates all of it. */
@@ -29,7 +30,7 @@
 #include "util/timer.h"
 
 #define CACHE_FORMAT "dmvjnd-jnd-cache"
-#define CACHE_VERSION "1"
+#define CACHE_VERSION "2"
 #define KEY_MAX 2048
 
 enum { SIDE = DJ_CIFAR10_SIDE, HW = DJ_CIFAR10_SIDE * DJ_CIFAR10_SIDE, CH = DJ_CIFAR10_CHANNELS };
@@ -96,6 +97,7 @@ int dj_jnd_make_batch(const dj_cifar10 *ds, const int32_t *idx, const uint8_t *f
 static void split_free(dj_jnd_cache_split *s) {
     dj_free(s->cam);
     dj_free(s->labels);
+    dj_free(s->margin);
     memset(s, 0, sizeof *s);
 }
 
@@ -119,7 +121,8 @@ static int split_alloc(dj_jnd_cache_split *s, int n, int flips, int classifiers)
     size_t nf = (size_t)n * flips;
     s->cam = dj_malloc(nf * HW * sizeof *s->cam + 64);
     s->labels = dj_malloc(nf * classifiers * sizeof *s->labels + 64);
-    if (!s->cam || !s->labels) {
+    s->margin = dj_malloc(nf * sizeof *s->margin + 64);
+    if (!s->cam || !s->labels || !s->margin) {
         split_free(s);
         return dj_error(DJ_ENOMEM, "jnd cache: out of memory for %d images x %d flips", n, flips);
     }
@@ -151,8 +154,9 @@ int dj_jnd_cache_compute(dj_jnd_cache_split *s, dj_classifier *cls, int count, c
     dj_tensor x = {0};
     float *cams[DJ_JND_MAX_CLASSIFIERS] = {0}, *merged = malloc((size_t)B * HW * sizeof(float));
     int32_t *lab = malloc((size_t)B * sizeof *lab), *idx = malloc((size_t)B * sizeof *idx);
+    float *marg = malloc((size_t)B * sizeof *marg);
     uint8_t *fl = malloc((size_t)B);
-    rc = !merged || !lab || !idx || !fl ? dj_error(DJ_ENOMEM, "jnd cache: out of memory") : DJ_OK;
+    rc = !merged || !lab || !idx || !fl || !marg ? dj_error(DJ_ENOMEM, "jnd cache: out of memory") : DJ_OK;
     for (int k = 0; !rc && k < count; k++)
         if (!(cams[k] = malloc((size_t)B * HW * sizeof(float)))) rc = dj_error(DJ_ENOMEM, "jnd cache: out of memory");
     if (!rc) rc = dj_tensor_alloc(&x, B, SIDE, SIDE, CH);
@@ -168,9 +172,11 @@ int dj_jnd_cache_compute(dj_jnd_cache_split *s, dj_classifier *cls, int count, c
             if ((rc = dj_jnd_make_batch(ds, idx, fl, n, norm, &xv))) break;
             for (int k = 0; !rc && k < count; k++) {
                 rc = dj_cam_compute(cls[k].graph, &xv, cams[k], lab, NULL);
+                if (!rc) rc = dj_jnd_margin_from_graph(cls[k].graph, n, marg, k == 0);
                 for (int i = 0; !rc && i < n; i++) s->labels[((size_t)(start + i) * flips + f) * count + k] = lab[i];
             }
             if (rc) break;
+            for (int i = 0; i < n; i++) s->margin[(size_t)(start + i) * flips + f] = marg[i];
             if ((rc = dj_cam_merge((const float *const *)cams, count, (size_t)n * HW, merged))) break;
             for (int i = 0; i < n; i++) {
                 uint16_t *dst = s->cam + ((size_t)(start + i) * flips + f) * HW;
@@ -196,6 +202,7 @@ int dj_jnd_cache_compute(dj_jnd_cache_split *s, dj_classifier *cls, int count, c
     free(merged);
     free(lab);
     free(idx);
+    free(marg);
     free(fl);
     if (rc) split_free(s);
     return rc;
@@ -207,7 +214,7 @@ static int cache_key(char *key, size_t size, const dj_jnd_cache_request *req, co
                      const uint64_t *fsize, const dj_cifar10 *ds, int flips) {
     uint64_t ph = fnv1a(FNV_OFFSET, ds->pixels, (size_t)ds->n * DJ_CIFAR10_IMAGE_BYTES);
     const dj_jnd_norm *nm = &req->norm;
-    int len = snprintf(key, size, "v1;hw=%dx%d;norm=%.9g,%.9g,%.9g/%.9g,%.9g,%.9g;classifiers=", SIDE, SIDE,
+    int len = snprintf(key, size, "v2;hw=%dx%d;norm=%.9g,%.9g,%.9g/%.9g,%.9g,%.9g;classifiers=", SIDE, SIDE,
                        nm->mean[0], nm->mean[1], nm->mean[2], nm->std[0], nm->std[1], nm->std[2]);
     for (int k = 0; k < req->count && len > 0 && (size_t)len < size; k++)
         len += snprintf(key + len, size - (size_t)len, "%s%llu:%016llx", k ? "," : "", (unsigned long long)fsize[k],
@@ -233,7 +240,10 @@ static int load_split(const dj_st_file *f, const char *name, const char *key, in
     const dj_st_tensor *tl = dj_st_find(f, k);
     snprintf(k, sizeof k, "%s.cam", name);
     const dj_st_tensor *tc = dj_st_find(f, k);
-    if (!tl || !tc || strcmp(tl->dtype, "I32") || strcmp(tc->dtype, "U16") || tl->ndim != 3 || tc->ndim != 4 ||
+    snprintf(k, sizeof k, "%s.margin", name);
+    const dj_st_tensor *tm = dj_st_find(f, k);
+    if (!tl || !tc || !tm || strcmp(tl->dtype, "I32") || strcmp(tc->dtype, "U16") || strcmp(tm->dtype, "F32") ||
+        tl->ndim != 3 || tc->ndim != 4 || tm->ndim != 2 || tm->shape[0] != tl->shape[0] || tm->shape[1] != flips ||
         tl->shape[1] != flips || tl->shape[2] != count || tc->shape[0] != tl->shape[0] || tc->shape[1] != flips ||
         tc->shape[2] != SIDE || tc->shape[3] != SIDE || tl->shape[0] > 1000000)
         return dj_error(DJ_EFORMAT, "%s: split '%s' matches but its tensors have unexpected dtypes or shapes",
@@ -243,6 +253,13 @@ static int load_split(const dj_st_file *f, const char *name, const char *key, in
     if (rc) return rc;
     memcpy(s->labels, tl->raw, tl->nbytes);
     memcpy(s->cam, tc->raw, tc->nbytes);
+    memcpy(s->margin, tm->raw, tm->nbytes);
+    for (size_t i = 0; i < tm->count; i++)
+        if (!(s->margin[i] >= 0.0f && s->margin[i] <= 1.0f)) {
+            split_free(s);
+            return dj_error(DJ_EFORMAT, "%s: %s.margin holds %g, not a margin in [0, 1]", dj_st_path(f), name,
+                            s->margin[i]);
+        }
     for (size_t i = 0; i < tl->count; i++)
         if (s->labels[i] < 0 || s->labels[i] >= DJ_CIFAR10_CLASSES) {
             split_free(s);
@@ -263,20 +280,26 @@ typedef struct out_tensor {
 
 static int write_cache(const char *path, const dj_jnd_cache *c, const char *train_key, const char *test_key,
                        const dj_jnd_cache_request *req) {
-    out_tensor t[4];
+    out_tensor t[6];
     int nt = 0;
     const dj_jnd_cache_split *sp[2] = {&c->train, &c->test};
     const char *names[2] = {"train", "test"};
-    /* I32 first, then U16: every tensor starts at a multiple of its size. */
-    for (int pass = 0; pass < 2; pass++)
+    /* I32 and F32 first, then U16: every tensor starts at a multiple of its
+     * element size. */
+    for (int pass = 0; pass < 3; pass++)
         for (int i = 0; i < 2; i++) {
             const dj_jnd_cache_split *s = sp[i];
             if (s->n <= 0) continue;
             out_tensor *o = &t[nt++];
-            snprintf(o->name, sizeof o->name, "%s.%s", names[i], pass ? "cam" : "labels");
+            snprintf(o->name, sizeof o->name, "%s.%s", names[i], pass == 2 ? "cam" : pass ? "margin" : "labels");
             o->shape[0] = s->n;
             o->shape[1] = s->flips;
-            if (!pass) {
+            if (pass == 1) {
+                o->dtype = "F32";
+                o->ndim = 2;
+                o->data = s->margin;
+                o->nbytes = (size_t)s->n * s->flips * sizeof(float);
+            } else if (!pass) {
                 o->dtype = "I32";
                 o->ndim = 3;
                 o->shape[2] = s->classifiers;

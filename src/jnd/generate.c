@@ -267,24 +267,27 @@ int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, 
     uint8_t *xh = malloc(N * HW * 3);
     int32_t *before = malloc(N * K * sizeof *before), *after = malloc(N * K * sizeof *after);
     int32_t *tmp = malloc(N * sizeof *tmp);
-    if (!c || !ep || !xh || !before || !after || !tmp) rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
+    float *margin = g->model.ed_cfg.margin_input ? malloc(N * sizeof *margin) : NULL;
+    if (!c || !ep || !xh || !before || !after || !tmp || (g->model.ed_cfg.margin_input && !margin))
+        rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
     for (int k = 0; !rc && k < K; k++)
         if (!(maps[k] = malloc(N * PHW * sizeof(float)))) rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
     if (!rc) rc = dj_tensor_alloc(&x, n, ph, pw, 3);
-    if (!rc) rc = dj_tensor_alloc(&xc, n, ph, pw, DJ_JND_ED_IN_CHANNELS);
+    if (!rc) rc = dj_tensor_alloc(&xc, n, ph, pw, dj_jnd_ed_in_channels(&g->model.ed_cfg));
     if (rc) goto out;
 
     /* 1-2: labels and merged CAM of the padded x */
     pad_normalize(rgb, n, h, w, ph, pw, &g->model.norm, x.data);
     for (int k = 0; k < K && !rc; k++) {
         rc = dj_cam_compute(g->cls[k].graph, &x, maps[k], tmp, NULL);
+        if (!rc && margin) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, margin, k == 0);
         for (int i = 0; !rc && i < n; i++) before[(size_t)i * K + k] = tmp[i];
     }
     if (!rc) rc = dj_cam_merge((const float *const *)maps, K, N * PHW, c);
     /* 3: e = E-D([x, c]), cropped, on the pixel scale */
     if (!rc) {
         dj_tensor ct = dj_tensor_view(c, n, ph, pw, 1);
-        rc = dj_jnd_stack(&x, &ct, &xc);
+        rc = dj_jnd_stack(&x, &ct, margin, &xc);
     }
     const dj_tensor *eo = NULL;
     if (!rc) rc = dj_graph_forward(g->ed, &xc, 0, NULL, &eo);
@@ -326,6 +329,7 @@ out:
     free(before);
     free(after);
     free(tmp);
+    free(margin);
     dj_tensor_free(&x);
     dj_tensor_free(&xc);
     return rc;

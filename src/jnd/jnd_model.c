@@ -167,7 +167,7 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
         len += strlen(info->classifiers[k]) + 1;
     }
     char *names = malloc(len);
-    dj_kv *meta = malloc(((size_t)nextra + 12) * sizeof *meta);
+    dj_kv *meta = malloc(((size_t)nextra + 13) * sizeof *meta);
     if (!names || !meta) {
         free(names);
         free(meta);
@@ -181,6 +181,7 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
     int n = 0;
     meta[n++] = (dj_kv){"jnd.width", width};
     meta[n++] = (dj_kv){"jnd.slope", slope};
+    meta[n++] = (dj_kv){"jnd.input", info->ed_cfg.margin_input ? "x,cam,margin" : "x,cam"};
     meta[n++] = (dj_kv){"jnd.e_unit", dj_jnd_unit_name(info->e_unit)};
     meta[n++] = (dj_kv){"jnd.clip", info->clip ? "1" : "0"};
     meta[n++] = (dj_kv){"jnd.alpha", alpha};
@@ -212,6 +213,9 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
     }
     const char *unit = dj_st_metadata(f, "jnd.e_unit"), *clip = dj_st_metadata(f, "jnd.clip");
     const char *names = dj_st_metadata(f, "jnd.classifiers");
+    /* Files written before the margin input existed have no jnd.input. */
+    const char *input = dj_st_metadata(f, "jnd.input");
+    m->ed_cfg.margin_input = input && !strcmp(input, "x,cam,margin");
     if (parse_float(dj_st_metadata(f, "jnd.width"), &m->ed_cfg.width)) what = "jnd.width";
     else if (parse_float(dj_st_metadata(f, "jnd.slope"), &m->ed_cfg.slope)) what = "jnd.slope";
     else if (!unit || dj_jnd_unit_from_name(unit, &m->e_unit)) what = "jnd.e_unit";
@@ -227,6 +231,8 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
         what = "norm.std";
     else if (!names)
         what = "jnd.classifiers";
+    else if (input && strcmp(input, "x,cam") && strcmp(input, "x,cam,margin"))
+        what = "jnd.input";
     if (what) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata '%s' is missing or malformed ('%.60s')", path, what,
                       dj_st_metadata(f, what) ? dj_st_metadata(f, what) : "");
@@ -279,20 +285,23 @@ int dj_jnd_generate(dj_jnd_model *m, dj_graph *const *cls, int count, const dj_t
     float *maps[DJ_JND_MAX_CLASSIFIERS] = {0};
     float *merged = cam ? cam : malloc(n * hw * sizeof(float) + 1);
     int32_t *lab = malloc(n * sizeof *lab + 1);
+    float *margin = m->ed_cfg.margin_input ? malloc(n * sizeof *margin + 1) : NULL;
     dj_tensor xc = {0};
-    int rc = !merged || !lab ? dj_error(DJ_ENOMEM, "jnd generate: out of memory") : DJ_OK;
+    int rc = !merged || !lab || (m->ed_cfg.margin_input && !margin) ? dj_error(DJ_ENOMEM, "jnd generate: out of memory")
+                                                                    : DJ_OK;
     for (int k = 0; !rc && k < count; k++)
         if (!(maps[k] = malloc(n * hw * sizeof(float) + 1))) rc = dj_error(DJ_ENOMEM, "jnd generate: out of memory");
     for (int k = 0; !rc && k < count; k++) {
         rc = dj_cam_compute(cls[k], x, maps[k], lab, NULL);
+        if (!rc && margin) rc = dj_jnd_margin_from_graph(cls[k], x->n, margin, k == 0);
         if (!rc && labels)
             for (size_t i = 0; i < n; i++) labels[i * count + k] = lab[i];
     }
     if (!rc) rc = dj_cam_merge((const float *const *)maps, count, n * hw, merged);
-    if (!rc) rc = dj_tensor_alloc(&xc, x->n, x->h, x->w, DJ_JND_ED_IN_CHANNELS);
+    if (!rc) rc = dj_tensor_alloc(&xc, x->n, x->h, x->w, dj_jnd_ed_in_channels(&m->ed_cfg));
     if (!rc) {
         dj_tensor c = dj_tensor_view(merged, x->n, x->h, x->w, 1);
-        rc = dj_jnd_stack(x, &c, &xc);
+        rc = dj_jnd_stack(x, &c, margin, &xc);
     }
     const dj_tensor *out = NULL;
     if (!rc) rc = dj_graph_forward(m->ed, &xc, 0, NULL, &out);
@@ -300,6 +309,7 @@ int dj_jnd_generate(dj_jnd_model *m, dj_graph *const *cls, int count, const dj_t
     for (int k = 0; k < count; k++) free(maps[k]);
     if (merged != cam) free(merged);
     free(lab);
+    free(margin);
     dj_tensor_free(&xc);
     return rc;
 }

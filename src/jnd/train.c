@@ -37,7 +37,7 @@ enum { SIDE = DJ_CIFAR10_SIDE, HW = DJ_CIFAR10_SIDE * DJ_CIFAR10_SIDE, CH = DJ_C
 struct dj_jnd_step {
     dj_graph *ed;
     dj_graph *cls[DJ_JND_MAX_CLASSIFIERS];
-    int count, max_batch;
+    int count, max_batch, in_ch; /* in_ch: the E-D's input channels (4, or 5 with the margin) */
     dj_jnd_step_config cfg;
     float *xc, *xhat, *dxhat, *dxk, *de, *dlogits, *probs;
     int32_t *lab;
@@ -65,8 +65,9 @@ int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, in
     *out = NULL;
     int h, w, c;
     dj_graph_node_shape(ed, 0, &h, &w, &c);
-    if (h != SIDE || w != SIDE || c != DJ_JND_ED_IN_CHANNELS)
-        return dj_error(DJ_EINVAL, "jnd step: the E-D takes %dx%dx%d, not 32x32x4", h, w, c);
+    if (h != SIDE || w != SIDE || (c != DJ_JND_ED_IN_CHANNELS && c != DJ_JND_ED_IN_CHANNELS + 1))
+        return dj_error(DJ_EINVAL, "jnd step: the E-D takes %dx%dx%d, not 32x32x4 or 32x32x5", h, w, c);
+    const int in_ch = c;
     for (int k = 0; k < count; k++) {
         if (!cls[k] || !dj_graph_is_frozen(cls[k]))
             return dj_error(DJ_EINVAL, "jnd step: classifier %d is missing or not frozen", k + 1);
@@ -82,9 +83,10 @@ int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, in
     for (int k = 0; k < count; k++) s->cls[k] = cls[k];
     s->count = count;
     s->max_batch = max_batch;
+    s->in_ch = in_ch;
     s->cfg = *cfg;
     size_t img = (size_t)max_batch * HW;
-    s->xc = dj_malloc(img * 4 * sizeof(float));
+    s->xc = dj_malloc(img * in_ch * sizeof(float));
     s->xhat = dj_malloc(img * 3 * sizeof(float));
     s->dxhat = dj_malloc(img * 3 * sizeof(float));
     s->dxk = dj_malloc(img * 3 * sizeof(float));
@@ -101,9 +103,13 @@ int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, in
     return DJ_OK;
 }
 
-static int check_batch(const dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const int32_t *labels) {
+static int check_batch(const dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const float *margin,
+                       const int32_t *labels) {
     if (!x || !c || !labels || !x->data || !c->data)
         return dj_error(DJ_EINVAL, "jnd step: NULL input");
+    if (!margin != (s->in_ch == DJ_JND_ED_IN_CHANNELS))
+        return dj_error(DJ_EINVAL, "jnd step: the E-D takes %d input channels, so the margin must be %s", s->in_ch,
+                        margin ? "NULL" : "given");
     if (x->n < 1 || x->n > s->max_batch || x->h != SIDE || x->w != SIDE || x->c != CH || c->n != x->n ||
         c->h != SIDE || c->w != SIDE || c->c != 1)
         return dj_error(DJ_EINVAL, "jnd step: x %dx%dx%dx%d, c %dx%dx%dx%d; expected n x 32 x 32 x 3 and x 1, n <= %d",
@@ -174,20 +180,20 @@ static int fill_common(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *e, c
     return dj_jnd_mean_abs_255(e, &s->cfg.loss.norm, NULL, &st->mean_abs_e);
 }
 
-int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const int32_t *labels, dj_optim *opt,
-                    float lr, dj_rng *rng, dj_jnd_step_stats *st) {
+int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const float *margin,
+                    const int32_t *labels, dj_optim *opt, float lr, dj_rng *rng, dj_jnd_step_stats *st) {
     if (!s || !st) return dj_error(DJ_EINVAL, "jnd step: NULL argument");
-    int rc = check_batch(s, x, c, labels);
+    int rc = check_batch(s, x, c, margin, labels);
     if (rc) return rc;
     memset(st, 0, sizeof *st);
     int n = x->n;
     st->n = n;
     const dj_jnd_norm *clip = s->cfg.clip ? &s->cfg.loss.norm : NULL;
-    dj_tensor xc = dj_tensor_view(s->xc, n, SIDE, SIDE, DJ_JND_ED_IN_CHANNELS);
+    dj_tensor xc = dj_tensor_view(s->xc, n, SIDE, SIDE, s->in_ch);
     dj_tensor xh = dj_tensor_view(s->xhat, n, SIDE, SIDE, CH), dx = dj_tensor_view(s->dxhat, n, SIDE, SIDE, CH);
     dj_tensor de = dj_tensor_view(s->de, n, SIDE, SIDE, CH);
     const dj_tensor *e;
-    if ((rc = dj_jnd_stack(x, c, &xc))) return rc;
+    if ((rc = dj_jnd_stack(x, c, margin, &xc))) return rc;
     dj_graph_zero_grad(s->ed);
     if ((rc = dj_graph_forward(s->ed, &xc, 1, rng, &e))) return rc;
     if ((rc = dj_jnd_apply(x, e, clip, &xh))) return rc;
@@ -203,17 +209,17 @@ int dj_jnd_step_run(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, cons
     return DJ_OK;
 }
 
-int dj_jnd_step_eval(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const int32_t *labels,
-                     dj_jnd_step_stats *stored, dj_jnd_step_stats *as_float) {
+int dj_jnd_step_eval(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, const float *margin,
+                     const int32_t *labels, dj_jnd_step_stats *stored, dj_jnd_step_stats *as_float) {
     if (!s) return dj_error(DJ_EINVAL, "jnd step: NULL argument");
-    int rc = check_batch(s, x, c, labels);
+    int rc = check_batch(s, x, c, margin, labels);
     if (rc) return rc;
     int n = x->n;
     const dj_jnd_norm *nm = &s->cfg.loss.norm;
-    dj_tensor xc = dj_tensor_view(s->xc, n, SIDE, SIDE, DJ_JND_ED_IN_CHANNELS);
+    dj_tensor xc = dj_tensor_view(s->xc, n, SIDE, SIDE, s->in_ch);
     dj_tensor xh = dj_tensor_view(s->xhat, n, SIDE, SIDE, CH);
     const dj_tensor *e;
-    if ((rc = dj_jnd_stack(x, c, &xc))) return rc;
+    if ((rc = dj_jnd_stack(x, c, margin, &xc))) return rc;
     if ((rc = dj_graph_forward(s->ed, &xc, 0, NULL, &e))) return rc;
     if (as_float) {
         memset(as_float, 0, sizeof *as_float);
@@ -536,6 +542,7 @@ typedef struct job {
     /* batch buffers */
     dj_tensor x, c;
     int32_t *order, *idx, *labels;
+    float *margin;
     uint8_t *flips;
 } job;
 
@@ -652,7 +659,9 @@ static int build_recipe(job *j) {
     recipe_add(&r, "jnd.train.classifier_hashes", "%s", hashes);
     recipe_add(&r, "jnd.train.width", "%.9g", cfg->ed.width);
     recipe_add(&r, "jnd.train.slope", "%.9g", cfg->ed.slope);
+    recipe_add(&r, "jnd.train.input", "%s", cfg->ed.margin_input ? "x,cam,margin" : "x,cam");
     recipe_add(&r, "jnd.train.e_init", "%.9g", cfg->e_init);
+    recipe_add(&r, "jnd.train.init", "%s", cfg->init_path ? cfg->init_path : "none");
     recipe_add(&r, "jnd.train.alpha", "%.9g", cfg->alpha);
     recipe_add(&r, "jnd.train.beta", "%.9g", cfg->beta);
     recipe_add(&r, "jnd.train.e_unit", "%s", dj_jnd_unit_name(cfg->e_unit));
@@ -776,7 +785,8 @@ static void acc_metrics(const acc *a, int K, dj_jnd_metrics *m) {
     }
 }
 
-/* x, c and labels of a batch of `n` images idx[] with flips fl[] (NULL: none). */
+/* x, c, margins and labels of a batch of `n` images idx[] with flips fl[]
+ * (NULL: none). */
 static int fill_batch(job *j, const dj_cifar10 *ds, const dj_jnd_cache_split *cs, const int32_t *idx,
                       const uint8_t *fl, int n, dj_tensor *x, dj_tensor *c) {
     *x = dj_tensor_view(j->x.data, n, SIDE, SIDE, CH);
@@ -786,6 +796,7 @@ static int fill_batch(job *j, const dj_cifar10 *ds, const dj_jnd_cache_split *cs
     for (int i = 0; i < n; i++) {
         int f = fl ? fl[i] : 0;
         dj_jnd_cache_cam(cs, idx[i], f, c->data + (size_t)i * HW);
+        j->margin[i] = cs->margin[(size_t)idx[i] * cs->flips + f];
         const int32_t *l = cs->labels + ((size_t)idx[i] * cs->flips + f) * j->K;
         for (int k = 0; k < j->K; k++) j->labels[(size_t)i * j->K + k] = l[k];
     }
@@ -803,7 +814,7 @@ static int evaluate(job *j, dj_jnd_metrics *stored, dj_jnd_metrics *as_float) {
         dj_tensor x, c;
         int rc = fill_batch(j, &j->test, &j->cache.test, j->idx, NULL, n, &x, &c);
         dj_jnd_step_stats s1, s2;
-        if (!rc) rc = dj_jnd_step_eval(j->step_ctx, &x, &c, j->labels, &s1, &s2);
+        if (!rc) rc = dj_jnd_step_eval(j->step_ctx, &x, &c, j->cfg->ed.margin_input ? j->margin : NULL, j->labels, &s1, &s2);
         if (rc) return rc;
         acc_add(&a, &s1, j->K);
         acc_add(&b, &s2, j->K);
@@ -836,7 +847,8 @@ static int run_epoch(job *j, int epoch, dj_jnd_epoch_stats *st) {
         if (b == 0) st->lr_first = lr;
         st->lr_last = lr;
         dj_jnd_step_stats s;
-        rc = dj_jnd_step_run(j->step_ctx, &x, &c, j->labels, j->opt, (float)lr, &j->rng, &s);
+        rc = dj_jnd_step_run(j->step_ctx, &x, &c, cfg->ed.margin_input ? j->margin : NULL, j->labels, j->opt,
+                             (float)lr, &j->rng, &s);
         if (rc == DJ_ENUMERIC) {
             char what[256];
             snprintf(what, sizeof what, "%s", dj_last_error());
@@ -936,6 +948,58 @@ static int save_checkpoint(job *j, int epochs_done) {
     meta[j->nrecipe] = (dj_kv){"jnd.train.elapsed_s", wall};
     return dj_checkpoint_save(j->cfg->checkpoint_path, j->ed, ED_ARCH, j->opt, &j->rng, epochs_done, j->step, meta,
                               j->nrecipe + 1);
+}
+
+/* --init: start the E-D from a trained model file's weights (fine-tuning),
+ * tensor by tensor by name. A model without the margin input can start one
+ * with it: enc.0.weight gains a fifth input channel of zero weights, so the
+ * new E-D starts out computing exactly what the old one did. */
+static int init_from_model(job *j) {
+    const char *path = j->cfg->init_path;
+    dj_st_file *f = NULL;
+    int rc = dj_st_open(path, DJ_ST_CHECK_FINITE, &f);
+    if (rc) return rc;
+    const char *arch = dj_st_metadata(f, "arch");
+    const char *w = dj_st_metadata(f, "jnd.width"), *sl = dj_st_metadata(f, "jnd.slope");
+    if (!arch || strcmp(arch, "jnd_ed")) {
+        rc = dj_error(DJ_EFORMAT, "%s: --init needs a DMV-JND model file (arch '%s', expected 'jnd_ed')", path,
+                      arch ? arch : "(none)");
+        goto out;
+    }
+    if (!w || !sl || (float)strtod(w, NULL) != j->cfg->ed.width || (float)strtod(sl, NULL) != j->cfg->ed.slope) {
+        rc = dj_error(DJ_EINVAL, "%s: --init: the model has E-D width %s and slope %s, this run %g and %g", path,
+                      w ? w : "?", sl ? sl : "?", j->cfg->ed.width, j->cfg->ed.slope);
+        goto out;
+    }
+    int n = dj_graph_num_params(j->ed);
+    for (int i = 0; i < n && !rc; i++) {
+        const dj_param *q = dj_graph_param(j->ed, i);
+        const dj_st_tensor *t = dj_st_find(f, q->name);
+        int same = t && t->f32 && t->ndim == q->ndim;
+        for (int d = 0; same && d < q->ndim; d++) same = t->shape[d] == q->shape[d];
+        if (same) {
+            memcpy(q->data, t->f32, q->count * sizeof(float));
+            continue;
+        }
+        /* [O, 4, kh, kw] into [O, 5, kh, kw]: the margin channel starts at 0 */
+        if (t && t->f32 && !strcmp(q->name, "enc.0.weight") && q->ndim == 4 && t->ndim == 4 &&
+            t->shape[0] == q->shape[0] && t->shape[1] == DJ_JND_ED_IN_CHANNELS &&
+            q->shape[1] == DJ_JND_ED_IN_CHANNELS + 1 && t->shape[2] == q->shape[2] && t->shape[3] == q->shape[3]) {
+            size_t k = (size_t)q->shape[2] * q->shape[3];
+            for (int64_t o = 0; o < q->shape[0]; o++) {
+                memcpy(q->data + (size_t)o * 5 * k, t->f32 + (size_t)o * 4 * k, 4 * k * sizeof(float));
+                memset(q->data + ((size_t)o * 5 + 4) * k, 0, k * sizeof(float));
+            }
+            continue;
+        }
+        rc = dj_error(DJ_EFORMAT, "%s: --init: tensor '%s' is %s in the file, the E-D's is %lldx%lldx%lldx%lld", path,
+                      q->name, t ? "of another shape or type" : "missing", (long long)q->shape[0],
+                      (long long)(q->ndim > 1 ? q->shape[1] : 1), (long long)(q->ndim > 2 ? q->shape[2] : 1),
+                      (long long)(q->ndim > 3 ? q->shape[3] : 1));
+    }
+out:
+    dj_st_close(f);
+    return rc;
 }
 
 static int maybe_resume(job *j) {
@@ -1082,7 +1146,7 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
         /* a cache file to write (not there yet) must fit before minutes of
          * computing: 16-bit maps and 32-bit labels per image and flip */
         if (cache_path[0] && access(cache_path, F_OK) != 0) {
-            uint64_t per = (uint64_t)SIDE * SIDE * 2u + (uint64_t)j->K * 4u;
+            uint64_t per = (uint64_t)SIDE * SIDE * 2u + (uint64_t)j->K * 4u + 4u;
             uint64_t n = 2u * (uint64_t)j->train.n + (cfg->eval_limit > 0 ? (uint64_t)j->test.n : 0u);
             if ((rc = dj_check_free_space(cache_path, n * per + (1u << 20)))) goto out;
         }
@@ -1105,6 +1169,7 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
             for (size_t q = 0; q < p->count; q++) p->data[q] *= cfg->e_init;
         }
     }
+    if (cfg->init_path && (rc = init_from_model(j))) goto out;
     if ((rc = dj_check_training_space(j->ed, cfg->out_path, cfg->checkpoint_path))) goto out;
     if ((rc = dj_graph_make_optim(j->ed, &cfg->optim, &j->opt))) goto out;
     {
@@ -1127,7 +1192,8 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
     j->idx = malloc((size_t)B * sizeof *j->idx);
     j->labels = malloc((size_t)B * j->K * sizeof *j->labels);
     j->flips = malloc((size_t)B);
-    if (!j->order || !j->idx || !j->labels || !j->flips) {
+    j->margin = malloc((size_t)B * sizeof *j->margin);
+    if (!j->order || !j->idx || !j->labels || !j->flips || !j->margin) {
         rc = dj_error(DJ_ENOMEM, "train: out of memory");
         goto out;
     }
@@ -1162,6 +1228,7 @@ out:
     free(j->idx);
     free(j->labels);
     free(j->flips);
+    free(j->margin);
     csvlog_free(&j->csv);
     dj_optim_destroy(j->opt);
     dj_graph_destroy(j->ed);

@@ -29,7 +29,12 @@ dj_jnd_ed_config dj_jnd_ed_defaults(void) {
     dj_jnd_ed_config c;
     c.width = 1.0f;
     c.slope = 0.01f;
+    c.margin_input = 0;
     return c;
+}
+
+int dj_jnd_ed_in_channels(const dj_jnd_ed_config *cfg) {
+    return DJ_JND_ED_IN_CHANNELS + (cfg && cfg->margin_input ? 1 : 0);
 }
 
 int dj_jnd_ed_widths(const dj_jnd_ed_config *cfg, int widths[7]) {
@@ -38,6 +43,8 @@ int dj_jnd_ed_widths(const dj_jnd_ed_config *cfg, int widths[7]) {
         return dj_error(DJ_EINVAL, "jnd_ed: width multiplier %g must be in (0, 16]", c.width);
     if (!(c.slope >= 0.0f && isfinite(c.slope)))
         return dj_error(DJ_EINVAL, "jnd_ed: LeakyReLU slope %g must be a finite number >= 0", c.slope);
+    if (c.margin_input != 0 && c.margin_input != 1)
+        return dj_error(DJ_EINVAL, "jnd_ed: margin_input is %d, not 0 or 1", c.margin_input);
     for (int i = 0; i < 7; i++) {
         int v = (int)floor((double)base_widths[i] * c.width + 0.5);
         widths[i] = v < 1 ? 1 : v;
@@ -65,7 +72,7 @@ int dj_model_jnd_ed(dj_graph **out, const dj_jnd_ed_config *cfg, int h, int w, d
                         "pools; pad the image)",
                         h, w, DJ_JND_ED_MULTIPLE);
     dj_graph *g;
-    if ((rc = dj_graph_create(&g, h, w, DJ_JND_ED_IN_CHANNELS))) return rc;
+    if ((rc = dj_graph_create(&g, h, w, dj_jnd_ed_in_channels(&c)))) return rc;
 
     /* encoder */
     TRY(dj_graph_conv(g, 0, "enc.0", wd[0], 3, 1, 1, 0));
@@ -101,18 +108,25 @@ fail_rc:
     return rc;
 }
 
-int dj_jnd_stack(const dj_tensor *x, const dj_tensor *c, dj_tensor *xc) {
+int dj_jnd_stack(const dj_tensor *x, const dj_tensor *c, const float *margin, dj_tensor *xc) {
     if (!x || !c || !xc || !x->data || !c->data || !xc->data) return dj_error(DJ_EINVAL, "jnd_stack: NULL tensor");
-    if (x->c != 3 || c->c != 1 || xc->c != DJ_JND_ED_IN_CHANNELS || c->n != x->n || c->h != x->h || c->w != x->w ||
-        xc->n != x->n || xc->h != x->h || xc->w != x->w)
-        return dj_error(DJ_EINVAL, "jnd_stack: x %dx%dx%dx%d, c %dx%dx%dx%d, xc %dx%dx%dx%d (want N x H x W x 3, N x H x W x 1, N x H x W x 4)",
-                        x->n, x->h, x->w, x->c, c->n, c->h, c->w, c->c, xc->n, xc->h, xc->w, xc->c);
-    size_t pix = (size_t)x->n * x->h * x->w;
-    for (size_t p = 0; p < pix; p++) {
-        xc->data[p * 4 + 0] = x->data[p * 3 + 0];
-        xc->data[p * 4 + 1] = x->data[p * 3 + 1];
-        xc->data[p * 4 + 2] = x->data[p * 3 + 2];
-        xc->data[p * 4 + 3] = c->data[p];
-    }
+    const int C = DJ_JND_ED_IN_CHANNELS + (margin ? 1 : 0);
+    if (x->c != 3 || c->c != 1 || xc->c != C || c->n != x->n || c->h != x->h || c->w != x->w || xc->n != x->n ||
+        xc->h != x->h || xc->w != x->w)
+        return dj_error(DJ_EINVAL,
+                        "jnd_stack: x %dx%dx%dx%d, c %dx%dx%dx%d, xc %dx%dx%dx%d (want N x H x W x 3, N x H x W x 1, "
+                        "N x H x W x %d)",
+                        x->n, x->h, x->w, x->c, c->n, c->h, c->w, c->c, xc->n, xc->h, xc->w, xc->c, C);
+    const size_t hw = (size_t)x->h * x->w;
+    for (int i = 0; i < x->n; i++)
+        for (size_t q = 0; q < hw; q++) {
+            size_t p = (size_t)i * hw + q;
+            float *dst = xc->data + p * C;
+            dst[0] = x->data[p * 3 + 0];
+            dst[1] = x->data[p * 3 + 1];
+            dst[2] = x->data[p * 3 + 2];
+            dst[3] = c->data[p];
+            if (margin) dst[4] = margin[i];
+        }
     return DJ_OK;
 }

@@ -70,7 +70,7 @@ static int frozen_step(bench_state *s) {
 
 static int jnd_step(bench_state *s) {
     dj_jnd_step_stats st;
-    return dj_jnd_step_run(s->jnd, &s->x, &s->jc, s->jlabels, s->opt, 1e-5f, &s->rng, &st);
+    return dj_jnd_step_run(s->jnd, &s->x, &s->jc, NULL, s->jlabels, s->opt, 1e-5f, &s->rng, &st);
 }
 
 /* Times cfg->runs runs of cfg->steps calls of step(); fills img/s stats. */

@@ -41,11 +41,13 @@ class JndEd(nn.Module):
     dec: deconv2x2/2 ->w4, BN, act | deconv ->w5, BN, act | deconv ->w6, BN, act |
          conv3x3 ->3 (+bias), tanh
     act = LeakyReLU(slope), or ReLU when slope is 0. Convolutions before a BN have no bias.
+    margin_input=True: 5 input channels, the fifth the margin plane (dj_jnd_margin_update).
     """
 
-    def __init__(self, width=1.0, slope=0.01):
+    def __init__(self, width=1.0, slope=0.01, margin_input=False):
         super().__init__()
         w = ed_widths(width)
+        self.in_channels = 5 if margin_input else 4
 
         def act():
             return nn.LeakyReLU(slope) if slope > 0 else nn.ReLU()
@@ -54,7 +56,7 @@ class JndEd(nn.Module):
             return nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)
 
         self.enc = nn.Sequential(
-            conv(4, w[0]), nn.BatchNorm2d(w[0]), act(),                                   # 0-2
+            conv(self.in_channels, w[0]), nn.BatchNorm2d(w[0]), act(),                     # 0-2
             conv(w[0], w[1]), nn.BatchNorm2d(w[1]), act(), nn.MaxPool2d(2),                # 3-6
             conv(w[1], w[2]), nn.BatchNorm2d(w[2]), act(), nn.MaxPool2d(2),                # 7-10
             conv(w[2], w[3]), nn.BatchNorm2d(w[3]), act(), nn.MaxPool2d(2))                # 11-14
@@ -65,15 +67,29 @@ class JndEd(nn.Module):
             conv(w[6], 3, bias=True), nn.Tanh())                                            # 9-10
 
     def forward(self, xc):
-        """xc: N x 4 x H x W (x then c), H and W multiples of 8. Returns e, N x 3 x H x W."""
-        if xc.shape[1] != 4 or xc.shape[2] % 8 or xc.shape[3] % 8:
-            raise ValueError("JndEd takes N x 4 x H x W with H, W multiples of 8, got %s" % (tuple(xc.shape),))
+        """xc: N x 4 x H x W (x then c; 5: then the margin), H and W multiples of 8. Returns e, N x 3 x H x W."""
+        if xc.shape[1] != self.in_channels or xc.shape[2] % 8 or xc.shape[3] % 8:
+            raise ValueError("JndEd takes N x %d x H x W with H, W multiples of 8, got %s"
+                             % (self.in_channels, tuple(xc.shape)))
         return self.dec(self.enc(xc))
 
 
-def stack(x, c):
-    """The E-D's input: x (N x 3 x H x W) then the merged CAM map c (N x 1 x H x W)."""
-    return torch.cat([x, c], 1)
+def stack(x, c, margin=None):
+    """The E-D's input: x (N x 3 x H x W) then the merged CAM map c (N x 1 x H x W), then, when
+    given, the margin plane (margin: N values, each repeated over its image's pixels)."""
+    if margin is None:
+        return torch.cat([x, c], 1)
+    plane = margin.reshape(-1, 1, 1, 1).to(x.dtype).expand(-1, 1, x.shape[2], x.shape[3])
+    return torch.cat([x, c, plane], 1)
+
+
+def margin(logits_list):
+    """dj_jnd_margin_update over classifiers: per image, the smallest p1 - p2 of their softmax."""
+    gaps = []
+    for z in logits_list:
+        top2 = torch.softmax(z.double(), 1).topk(2, 1).values
+        gaps.append(top2[:, 0] - top2[:, 1])
+    return torch.stack(gaps, 0).min(0).values.float()
 
 
 def _unit(e, unit, std):
