@@ -814,7 +814,8 @@ static int evaluate(job *j, dj_jnd_metrics *stored, dj_jnd_metrics *as_float) {
         dj_tensor x, c;
         int rc = fill_batch(j, &j->test, &j->cache.test, j->idx, NULL, n, &x, &c);
         dj_jnd_step_stats s1, s2;
-        if (!rc) rc = dj_jnd_step_eval(j->step_ctx, &x, &c, j->cfg->ed.margin_input ? j->margin : NULL, j->labels, &s1, &s2);
+        const float *margin = j->cfg->ed.margin_input ? j->margin : NULL;
+        if (!rc) rc = dj_jnd_step_eval(j->step_ctx, &x, &c, margin, j->labels, &s1, &s2);
         if (rc) return rc;
         acc_add(&a, &s1, j->K);
         acc_add(&b, &s2, j->K);
