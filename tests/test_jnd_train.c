@@ -138,6 +138,26 @@ static int data_available(void) {
     return 1;
 }
 
+/* The margin plane by the textbook route: each classifier's softmax
+ * probabilities (dj_classify_batch), the gap between the two largest, the
+ * smallest over the classifiers. x->n <= 64 images. */
+static void reference_margins(dj_graph *const *g, int count, const dj_tensor *x, float *margin) {
+    float pr[64 * 10];
+    for (int i = 0; i < x->n; i++) margin[i] = 1;
+    for (int k = 0; k < count; k++) {
+        CHECK_OK(dj_classify_batch(g[k], x, NULL, NULL, pr));
+        for (int i = 0; i < x->n; i++) {
+            float a = -1, b = -1;
+            for (int j = 0; j < 10; j++) {
+                float v = pr[i * 10 + j];
+                if (v > a) b = a, a = v;
+                else if (v > b) b = v;
+            }
+            margin[i] = fminf(margin[i], a - b);
+        }
+    }
+}
+
 /* ------------------------------------------------------------ presets */
 
 static void test_presets(void) {
@@ -246,25 +266,12 @@ static void test_cache(void) {
         }
         CHECK(worst <= 0.5 / 65535 + 1e-7);
         CHECK(labels_ok);
-        /* margins: the smaller p1 - p2 of the two classifiers, from their
-         * softmax probabilities */
+        /* margins: the smaller p1 - p2 of the two classifiers */
         double mworst = 0;
-        float pr[2][40 * 10];
-        CHECK_OK(dj_classify_batch(cls[0].graph, &x, NULL, NULL, pr[0]));
-        CHECK_OK(dj_classify_batch(cls[1].graph, &x, NULL, NULL, pr[1]));
-        for (int i = 0; i < 40; i++) {
-            double gap[2];
-            for (int k = 0; k < 2; k++) {
-                double a = -1, b = -1;
-                for (int j = 0; j < 10; j++) {
-                    double v = pr[k][i * 10 + j];
-                    if (v > a) b = a, a = v;
-                    else if (v > b) b = v;
-                }
-                gap[k] = a - b;
-            }
-            mworst = fmax(mworst, fabs(c1.train.margin[i * 2 + 1] - fmin(gap[0], gap[1])));
-        }
+        float ref[40];
+        dj_graph *gs[2] = {cls[0].graph, cls[1].graph};
+        reference_margins(gs, 2, &x, ref);
+        for (int i = 0; i < 40; i++) mworst = fmax(mworst, fabs(c1.train.margin[i * 2 + 1] - ref[i]));
         CHECK(mworst <= 1e-5);
         free(m0);
         free(m1);
@@ -544,22 +551,10 @@ static void test_margin_init(void) {
     CHECK_OK(dj_tensor_alloc(&e, 8, 32, 32, 3));
     CHECK_OK(dj_tensor_alloc(&xc, 8, 32, 32, 5));
     int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    float cam[8 * 1024], pr[2][80], margin[8];
+    float cam[8 * 1024], margin[8];
     CHECK_OK(dj_jnd_make_batch(&te, idx, NULL, 8, &nm, &x));
     CHECK_OK(dj_jnd_generate(&m, g, 2, &x, &e, cam, NULL));
-    for (int k = 0; k < 2; k++) CHECK_OK(dj_classify_batch(g[k], &x, NULL, NULL, pr[k]));
-    for (int i = 0; i < 8; i++) {
-        margin[i] = 1;
-        for (int k = 0; k < 2; k++) {
-            float a = -1, b = -1;
-            for (int j = 0; j < 10; j++) {
-                float v = pr[k][i * 10 + j];
-                if (v > a) b = a, a = v;
-                else if (v > b) b = v;
-            }
-            margin[i] = fminf(margin[i], a - b);
-        }
-    }
+    reference_margins(g, 2, &x, margin);
     dj_tensor cv = dj_tensor_view(cam, 8, 32, 32, 1);
     CHECK_OK(dj_jnd_stack(&x, &cv, margin, &xc));
     const dj_tensor *ref;
