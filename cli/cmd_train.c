@@ -84,7 +84,7 @@ int cmd_train(int argc, char **argv) {
     const char *preset = "paper", *classifiers = NULL, *optim = NULL, *schedule = NULL, *e_unit = NULL;
     const char *mean = NULL, *stdv = NULL, *data = NULL, *out = NULL, *ckpt = NULL, *log = NULL, *plots = NULL;
     const char *cache = NULL, *input = NULL, *init = NULL;
-    double alpha = NAN, beta = NAN, lr = NAN, wd = NAN, width = NAN, slope = NAN, flip = NAN, e_init = NAN;
+    double alpha = NAN, beta = NAN, changed_weight = NAN, lr = NAN, wd = NAN, width = NAN, slope = NAN, flip = NAN, e_init = NAN;
     int batch = -1, epochs = -1, train_limit = -1, eval_limit = -1, seed = -1, threads = 0, no_clip = 0, clip = 0;
     int resume = 0, stop_after = 0, drop_last = 0, quiet = 0, no_cache_file = 0, help = 0;
     double log_every = 30;
@@ -95,6 +95,10 @@ int cmd_train(int argc, char **argv) {
         {"data", OPT_STRING, &data, "CIFAR-10 folder (default $DMVJND_DATA or data/cifar-10-batches-bin)", 1, 0},
         {"alpha", OPT_FLOAT, &alpha, "weight of Loss2, Eq. 7 (paper 1, fast 0.1)", 0, 1e6},
         {"beta", OPT_FLOAT, &beta, "weight of Loss3, Eq. 7 (paper 1, fast 0.7)", 0, 1e6},
+        {"changed-weight", OPT_FLOAT, &changed_weight,
+         "Loss1's extra weight on the labels x + e changes: their cross-entropy counts 1 + N times (default 0, "
+         "the paper's Eq. 9; docs/method.md)",
+         0, 1e6},
         {"optim", OPT_STRING, &optim, "adam (coupled L2 decay, paper), adamw or sgd", 1, 0},
         {"lr", OPT_FLOAT, &lr, "peak learning rate (paper 1e-5, fast 3e-4)", 0, 1e3},
         {"wd", OPT_FLOAT, &wd, "weight decay (default 1e-3)", 0, 1},
@@ -196,6 +200,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!isnan(alpha)) cfg.alpha = (float)alpha;
     if (!isnan(beta)) cfg.beta = (float)beta;
+    if (!isnan(changed_weight)) cfg.changed_weight = (float)changed_weight;
     if (!isnan(lr)) cfg.lr = lr;
     if (!isnan(width)) cfg.ed.width = (float)width;
     if (!isnan(slope)) cfg.ed.slope = (float)slope;
@@ -243,9 +248,10 @@ int cmd_train(int argc, char **argv) {
     dj_jnd_train_result res;
     pr.res = &res;
     dj_jnd_train_callbacks cb = {on_cache, on_start, on_step, on_epoch, &pr};
-    printf("train: preset %s; %d classifiers; E-D width %g; alpha %g beta %g; %s lr %g (%s) wd %g; batch %d, %d "
+    printf("train: preset %s; %d classifiers; E-D width %g, input %s; alpha %g beta %g changed-weight %g; %s lr %g (%s) wd %g; batch %d, %d "
            "epochs, flip %g; e unit %s, %s; seed %llu\n",
-           preset, cfg.nclassifiers, cfg.ed.width, cfg.alpha, cfg.beta, dj_optim_kind_name(cfg.optim.kind), cfg.lr,
+           preset, cfg.nclassifiers, cfg.ed.width, cfg.ed.margin_input ? "x,cam,margin" : "x,cam", cfg.alpha,
+           cfg.beta, cfg.changed_weight, dj_optim_kind_name(cfg.optim.kind), cfg.lr,
            cfg.schedule, cfg.optim.weight_decay, cfg.batch, cfg.epochs, cfg.flip_p, dj_jnd_unit_name(cfg.e_unit),
            cfg.clip ? "x_hat clipped" : "x_hat not clipped", (unsigned long long)cfg.seed);
     fflush(stdout);

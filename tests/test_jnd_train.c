@@ -685,6 +685,11 @@ static void test_errors(void) {
     c.nclassifiers = 1;
     CHECK(dj_jnd_train(&c, NULL, NULL) < 0 && strstr(dj_last_error(), "nonexistent-dmvjnd-dir/c.safetensors"));
     c = tiny_config();
+    c.changed_weight = -1;
+    CHECK_FAILS(dj_jnd_train(&c, NULL, NULL), DJ_EINVAL, "changed_weight = -1");
+    c.changed_weight = NAN;
+    CHECK_FAILS(dj_jnd_train(&c, NULL, NULL), DJ_EINVAL, "changed_weight = nan");
+    c = tiny_config();
     c.schedule = "cosine:oops";
     CHECK_FAILS(dj_jnd_train(&c, NULL, NULL), DJ_EINVAL, "cosine:oops");
     /* NaN guard: a huge rate after epoch 1 */
@@ -753,6 +758,42 @@ static double dir_check(const char *what, float *w, const float *g, size_t n, gc
     return worst;
 }
 
+/* For the changed-label weight: x_hat as the step makes it (the E-D in
+ * training mode, clipped per clip), each of the two classifiers' labels on
+ * it; labels[i*2+k] = that label for images 0 and 1 (kept), the next label
+ * for images 2 and 3 (changed). Returns the expected Loss1, the mean over
+ * classifiers and images of w * CE with w = weight on the changed labels,
+ * the cross-entropy in long double. */
+static double labels_half_changed(dj_graph *ed, dj_graph *const *cls, const dj_tensor *x, const dj_tensor *c,
+                                  const dj_jnd_norm *clip, double weight, int32_t *labels) {
+    dj_tensor xc = {0}, xh = {0};
+    const dj_tensor *e, *logits;
+    long double sum = 0;
+    CHECK_OK(dj_tensor_alloc(&xc, 4, 32, 32, 4));
+    CHECK_OK(dj_tensor_alloc(&xh, 4, 32, 32, 3));
+    CHECK_OK(dj_jnd_stack(x, c, NULL, &xc));
+    CHECK_OK(dj_graph_forward(ed, &xc, 1, NULL, &e));
+    CHECK_OK(dj_jnd_apply(x, e, clip, &xh));
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(dj_graph_forward(cls[k], &xh, 0, NULL, &logits));
+        for (int i = 0; i < 4; i++) {
+            const float *l = logits->data + (size_t)i * 10;
+            int best = 0;
+            for (int j = 1; j < 10; j++)
+                if (l[j] > l[best]) best = j;
+            int label = i < 2 ? best : (best + 1) % 10;
+            long double z = 0;
+            for (int j = 0; j < 10; j++) z += expl((long double)l[j]);
+            long double ce = logl(z) - l[label];
+            sum += (i < 2 ? 1 : weight) * ce;
+            labels[i * 2 + k] = label;
+        }
+    }
+    dj_tensor_free(&xc);
+    dj_tensor_free(&xh);
+    return (double)(sum / 8);
+}
+
 static void test_gradient(void) {
     dj_rng rng;
     dj_rng_seed(&rng, 21);
@@ -771,25 +812,39 @@ static void test_gradient(void) {
     ec.width = 0.125f;
     CHECK_OK(dj_model_jnd_ed(&ed, &ec, 32, 32, &rng));
     /* Loss1 alone (the path through the classifiers), then the whole loss;
-     * unclipped and clipped. */
-    for (int run = 0; run < 4; run++) {
-        int clip = run & 1, whole = run >> 1;
+     * unclipped and clipped; the last run weighs the changed labels 3.5x
+     * (most of these random labels are changed: both weights are checked). */
+    for (int run = 0; run < 5; run++) {
+        int clip = run & 1, whole = (run >> 1) & 1, changed = run == 4;
         gctx g;
         memset(&g, 0, sizeof g);
         dj_jnd_step_config sc;
+        memset(&sc, 0, sizeof sc);
         sc.alpha = whole ? 0.7f : 0.0f;
         sc.beta = whole ? 1.3f : 0.0f;
         sc.loss = dj_jnd_loss_defaults();
         sc.clip = clip;
+        sc.changed_weight = changed ? 2.5f : 0.0f;
+        if (changed) {
+            sc.changed_weight = -0.5f;
+            CHECK_FAILS(dj_jnd_step_create(&g.s, ed, cls, 2, 4, &sc), DJ_EINVAL, "changed_weight = -0.5");
+            sc.changed_weight = 2.5f;
+        }
         CHECK_OK(dj_jnd_step_create(&g.s, ed, cls, 2, 4, &sc));
         CHECK_OK(dj_tensor_alloc(&g.x, 4, 32, 32, 3));
         CHECK_OK(dj_tensor_alloc(&g.c, 4, 32, 32, 1));
         gc_fill(g.x.data, dj_tensor_numel(&g.x), -0.95f, 0.95f, 31);
         gc_fill(g.c.data, dj_tensor_numel(&g.c), 0, 1, 32);
         for (int i = 0; i < 8; i++) g.labels[i] = (int32_t)((i * 7 + 3) % 10);
+        double want_loss1 = NAN;
+        if (changed) want_loss1 = labels_half_changed(ed, cls, &g.x, &g.c, clip ? &sc.loss.norm : NULL, 3.5, g.labels);
         dj_jnd_step_stats st;
         CHECK_OK(dj_jnd_step_run(g.s, &g.x, &g.c, NULL, g.labels, NULL, 0, &g.rng, &st));
         CHECK(isfinite(st.loss) && st.loss1 > 0 && st.loss2 >= 0 && st.loss3 > 0);
+        if (changed) {
+            CHECK_CLOSE(st.loss1, want_loss1, 1e-5, 1e-5);
+            CHECK(st.correct[0] == 2 && st.correct[1] == 2);
+        }
         CHECK_CLOSE(st.loss, st.loss1 + (double)sc.alpha * st.loss2 + (double)sc.beta * st.loss3, 1e-12, 1e-12);
         const char *names[3] = {"dec.9.bias", "dec.9.weight", "enc.0.weight"};
         for (int k = 0; k < 3; k++) {

@@ -137,6 +137,10 @@ typedef struct dj_jnd_step_config {
     float alpha, beta;         /* Eq. 7's weights                                      */
     dj_jnd_loss_config loss;   /* e_unit, normalisation (also the clip range), q       */
     int clip;                  /* 1: x_hat clamped to the valid range (Loss1 sees it)  */
+    float changed_weight;      /* Loss1's extra weight on the labels x_hat changes: a */
+                               /* classifier's cross-entropy on an image whose label */
+                               /* x_hat changes counts 1 + changed_weight times (0:  */
+                               /* the paper's Eq. 9; docs/method.md)                 */
 } dj_jnd_step_config;
 
 /* What one step measured (means over the batch). */
@@ -195,6 +199,7 @@ typedef struct dj_jnd_train_config {
                                     /* start a margin-input E-D: its fifth input       */
                                     /* channel starts at 0). Width and slope must match */
     float alpha, beta;              /* Eq. 7                                           */
+    float changed_weight;           /* dj_jnd_step_config.changed_weight (0 = Eq. 9)   */
     int e_unit;                     /* enum dj_jnd_unit                                */
     int clip;                       /* x_hat clamped to the valid range                */
     dj_jnd_norm norm;               /* the classifiers' normalisation                  */

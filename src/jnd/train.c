@@ -67,6 +67,8 @@ int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, in
     dj_graph_node_shape(ed, 0, &h, &w, &c);
     if (h != SIDE || w != SIDE || (c != DJ_JND_ED_IN_CHANNELS && c != DJ_JND_ED_IN_CHANNELS + 1))
         return dj_error(DJ_EINVAL, "jnd step: the E-D takes %dx%dx%d, not 32x32x4 or 32x32x5", h, w, c);
+    if (!(isfinite(cfg->changed_weight) && cfg->changed_weight >= 0))
+        return dj_error(DJ_EINVAL, "jnd step: changed_weight = %g must be finite and >= 0", cfg->changed_weight);
     const int in_ch = c;
     for (int k = 0; k < count; k++) {
         if (!cls[k] || !dj_graph_is_frozen(cls[k]))
@@ -124,22 +126,37 @@ static void gather_labels(const dj_jnd_step *s, const int32_t *labels, int n, in
     for (int i = 0; i < n; i++) s->lab[i] = labels[(size_t)i * s->count + k];
 }
 
+/* The label of one row of logits (the first of equal maxima). */
+static int arg_max(const float *l) {
+    int best = 0;
+    for (int j = 1; j < DJ_CIFAR10_CLASSES; j++)
+        if (l[j] > l[best]) best = j;
+    return best;
+}
+
 static int count_correct(const dj_tensor *logits, const int32_t *lab) {
     int correct = 0;
-    for (int i = 0; i < logits->n; i++) {
-        const float *l = logits->data + (size_t)i * DJ_CIFAR10_CLASSES;
-        int best = 0;
-        for (int j = 1; j < DJ_CIFAR10_CLASSES; j++)
-            if (l[j] > l[best]) best = j;
-        correct += best == lab[i];
-    }
+    for (int i = 0; i < logits->n; i++) correct += arg_max(logits->data + (size_t)i * DJ_CIFAR10_CLASSES) == lab[i];
     return correct;
 }
 
-/* Loss1 and RCA of the classifiers on xh; with backward, dxhat = dLoss1/dxh. */
+/* -log softmax(l)[label] of one image, from the logits in double (its
+ * probability can underflow to 0 in float where the loss is large). */
+static double cross_entropy(const float *l, int32_t label) {
+    double m = l[arg_max(l)], s = 0;
+    for (int j = 0; j < DJ_CIFAR10_CLASSES; j++) s += exp((double)l[j] - m);
+    return m + log(s) - (double)l[label];
+}
+
+/* Loss1 and RCA of the classifiers on xh; with backward, dxhat = dLoss1/dxh.
+ * Loss1 = mean over classifiers and images of w * CE, w = 1 + changed_weight
+ * where the classifier's label on xh is not its label on x, else 1 (Eq. 9
+ * when changed_weight is 0). w is a step function of xh, constant almost
+ * everywhere, so dLoss1/dxh is w times the cross-entropy's gradient. */
 static int classifiers_pass(dj_jnd_step *s, const dj_tensor *xh, const int32_t *labels, int backward, double *loss1,
                             dj_jnd_step_stats *st) {
     int n = xh->n, rc;
+    const double extra = s->cfg.changed_weight;
     double sum = 0;
     dj_tensor dl = dj_tensor_view(s->dlogits, n, 1, 1, DJ_CIFAR10_CLASSES);
     dj_tensor dx = dj_tensor_view(s->dxhat, n, SIDE, SIDE, CH), dk = dj_tensor_view(s->dxk, n, SIDE, SIDE, CH);
@@ -150,10 +167,20 @@ static int classifiers_pass(dj_jnd_step *s, const dj_tensor *xh, const int32_t *
         gather_labels(s, labels, n, k);
         if ((rc = dj_graph_forward(s->cls[k], xh, 0, NULL, &logits))) return rc;
         if ((rc = dj_softmax_ce_forward(logits, s->lab, s->probs, &l))) return rc;
-        sum += l;
         st->correct[k] = count_correct(logits, s->lab);
+        double extra_sum = 0; /* cross-entropy of the changed labels */
+        for (int i = 0; extra > 0 && i < n; i++) {
+            const float *li = logits->data + (size_t)i * DJ_CIFAR10_CLASSES;
+            if (arg_max(li) != s->lab[i]) extra_sum += cross_entropy(li, s->lab[i]);
+        }
+        sum += l + extra * extra_sum / n;
         if (!backward) continue;
         if ((rc = dj_softmax_ce_backward(s->probs, s->lab, 1.0f / (float)s->count, &dl, 0))) return rc;
+        for (int i = 0; extra > 0 && i < n; i++) {
+            if (arg_max(logits->data + (size_t)i * DJ_CIFAR10_CLASSES) == s->lab[i]) continue;
+            float *d = dl.data + (size_t)i * DJ_CIFAR10_CLASSES;
+            for (int j = 0; j < DJ_CIFAR10_CLASSES; j++) d[j] *= (float)(1 + extra);
+        }
         if ((rc = dj_graph_backward(s->cls[k], &dl, k == 0 ? &dx : &dk))) return rc;
         if (k > 0) {
             float *a = dx.data;
@@ -557,6 +584,8 @@ static int check_config(const dj_jnd_train_config *c) {
     if (!isfinite(c->lr) || c->lr < 0) return dj_error(DJ_EINVAL, "train: lr = %g must be finite and >= 0", c->lr);
     if (!isfinite(c->alpha) || !isfinite(c->beta) || c->alpha < 0 || c->beta < 0)
         return dj_error(DJ_EINVAL, "train: alpha = %g and beta = %g must be finite and >= 0", c->alpha, c->beta);
+    if (!(isfinite(c->changed_weight) && c->changed_weight >= 0))
+        return dj_error(DJ_EINVAL, "train: changed_weight = %g must be finite and >= 0", c->changed_weight);
     if (!(c->flip_p >= 0 && c->flip_p <= 1)) return dj_error(DJ_EINVAL, "train: flip = %g must be in [0, 1]", c->flip_p);
     if (!(isfinite(c->e_init) && c->e_init >= 0))
         return dj_error(DJ_EINVAL, "train: e_init = %g must be finite and >= 0", c->e_init);
@@ -664,6 +693,7 @@ static int build_recipe(job *j) {
     recipe_add(&r, "jnd.train.init", "%s", cfg->init_path ? cfg->init_path : "none");
     recipe_add(&r, "jnd.train.alpha", "%.9g", cfg->alpha);
     recipe_add(&r, "jnd.train.beta", "%.9g", cfg->beta);
+    recipe_add(&r, "jnd.train.changed_weight", "%.9g", cfg->changed_weight);
     recipe_add(&r, "jnd.train.e_unit", "%s", dj_jnd_unit_name(cfg->e_unit));
     recipe_add(&r, "jnd.train.clip", "%d", cfg->clip ? 1 : 0);
     recipe_add(&r, "jnd.train.mean", "%.9g,%.9g,%.9g", cfg->norm.mean[0], cfg->norm.mean[1], cfg->norm.mean[2]);
@@ -1177,6 +1207,7 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
         dj_jnd_step_config sc;
         sc.alpha = cfg->alpha;
         sc.beta = cfg->beta;
+        sc.changed_weight = cfg->changed_weight;
         sc.loss = dj_jnd_loss_defaults();
         sc.loss.e_unit = cfg->e_unit;
         sc.loss.norm = cfg->norm;

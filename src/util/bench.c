@@ -147,7 +147,7 @@ static int jnd_bench(const dj_bench_config *cfg, dj_bench_result *res) {
     if (cfg->jnd_width > 0) ec.width = cfg->jnd_width;
     dj_optim_config oc = dj_optim_defaults(DJ_OPTIM_ADAM);
     oc.weight_decay = 1e-3;
-    dj_jnd_step_config sc = {1.0f, 1.0f, dj_jnd_loss_defaults(), 1};
+    dj_jnd_step_config sc = {1.0f, 1.0f, dj_jnd_loss_defaults(), 1, 0.0f};
     if (!rc) rc = dj_model_jnd_ed(&s.g, &ec, 32, 32, &s.rng);
     if (!rc) rc = dj_graph_make_optim(s.g, &oc, &s.opt);
     if (!rc) rc = dj_jnd_step_create(&s.jnd, s.g, g, K, cfg->batch, &sc);

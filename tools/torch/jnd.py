@@ -92,6 +92,19 @@ def margin(logits_list):
     return torch.stack(gaps, 0).min(0).values.float()
 
 
+def loss1(logits_list, labels_list, changed_weight=0.0):
+    """Loss1 of the training step (src/jnd/train.c, classifiers_pass): the mean over
+    classifiers and images of w * cross-entropy against each classifier's label on x,
+    w = 1 + changed_weight where the classifier's label on x_hat differs from it, else 1
+    (changed_weight 0: the paper's Eq. 9). w is not differentiated (a step function)."""
+    terms = []
+    for z, lab in zip(logits_list, labels_list):
+        ce = torch.nn.functional.cross_entropy(z, lab, reduction="none")
+        w = 1 + changed_weight * (z.detach().argmax(1) != lab).to(ce.dtype)
+        terms.append((w * ce).mean())
+    return sum(terms) / len(terms)
+
+
 def _unit(e, unit, std):
     if unit == UNIT_NORMALIZED:
         return e

@@ -24,7 +24,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import jnd  # noqa: E402
 import models  # noqa: E402
@@ -72,7 +71,7 @@ def main():
         opt.zero_grad()
         e = ed(jnd.stack(x, c))
         x_hat = jnd.apply(x, e, clip=True)
-        loss1 = sum(F.cross_entropy(net(x_hat), l) for net, l in zip(cls, labels)) / len(cls)
+        loss1 = jnd.loss1([net(x_hat) for net in cls], labels)
         loss = loss1 + 1.0 * jnd.loss2(e, c) + 1.0 * jnd.loss3(e, c)
         loss.backward()
         opt.step()
