@@ -84,7 +84,8 @@ int cmd_train(int argc, char **argv) {
     const char *preset = "paper", *classifiers = NULL, *optim = NULL, *schedule = NULL, *e_unit = NULL;
     const char *mean = NULL, *stdv = NULL, *data = NULL, *out = NULL, *ckpt = NULL, *log = NULL, *plots = NULL;
     const char *cache = NULL, *input = NULL, *init = NULL;
-    double alpha = NAN, beta = NAN, changed_weight = NAN, lr = NAN, wd = NAN, width = NAN, slope = NAN, flip = NAN, e_init = NAN;
+    double alpha = NAN, beta = NAN, changed_weight = NAN, lr = NAN, wd = NAN, width = NAN, slope = NAN, flip = NAN;
+    double e_init = NAN;
     int batch = -1, epochs = -1, train_limit = -1, eval_limit = -1, seed = -1, threads = 0, no_clip = 0, clip = 0;
     int resume = 0, stop_after = 0, drop_last = 0, quiet = 0, no_cache_file = 0, help = 0;
     double log_every = 30;
@@ -248,8 +249,8 @@ int cmd_train(int argc, char **argv) {
     dj_jnd_train_result res;
     pr.res = &res;
     dj_jnd_train_callbacks cb = {on_cache, on_start, on_step, on_epoch, &pr};
-    printf("train: preset %s; %d classifiers; E-D width %g, input %s; alpha %g beta %g changed-weight %g; %s lr %g (%s) wd %g; batch %d, %d "
-           "epochs, flip %g; e unit %s, %s; seed %llu\n",
+    printf("train: preset %s; %d classifiers; E-D width %g, input %s; alpha %g beta %g changed-weight %g; %s lr %g "
+           "(%s) wd %g; batch %d, %d epochs, flip %g; e unit %s, %s; seed %llu\n",
            preset, cfg.nclassifiers, cfg.ed.width, cfg.ed.margin_input ? "x,cam,margin" : "x,cam", cfg.alpha,
            cfg.beta, cfg.changed_weight, dj_optim_kind_name(cfg.optim.kind), cfg.lr,
            cfg.schedule, cfg.optim.weight_decay, cfg.batch, cfg.epochs, cfg.flip_p, dj_jnd_unit_name(cfg.e_unit),

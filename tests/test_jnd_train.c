@@ -615,6 +615,35 @@ static dj_graph *load_ed(const char *path) {
     return g;
 }
 
+/* Replaces every occurrence of `from` in the file by `to` (same length);
+ * returns the count, -1 on an I/O error. */
+static int rename_in_file(const char *path, const char *from, const char *to) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size);
+    size_t got = buf ? fread(buf, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (!buf || got != (size_t)size) {
+        free(buf);
+        return -1;
+    }
+    size_t len = strlen(from);
+    int count = 0;
+    for (long i = 0; i + (long)len <= size; i++)
+        if (!memcmp(buf + i, from, len)) {
+            memcpy(buf + i, to, len);
+            count++;
+        }
+    f = fopen(path, "wb");
+    int ok = f && fwrite(buf, 1, (size_t)size, f) == (size_t)size;
+    if (f && fclose(f)) ok = 0;
+    free(buf);
+    return ok ? count : -1;
+}
+
 static void test_resume(void) {
     dj_jnd_train_config a = tiny_config();
     a.epochs = 2;
@@ -636,6 +665,15 @@ static void test_resume(void) {
     bad.resume = 1;
     bad.beta = 2;
     CHECK_FAILS(dj_jnd_train(&bad, NULL, NULL), DJ_EINVAL, "jnd.train.beta");
+    /* a checkpoint written before jnd.train.changed_weight existed (the key
+     * renamed in place, same length) resumes a run with the value every such
+     * run had, 0, and refuses another */
+    CHECK(rename_in_file(b.checkpoint_path, "\"jnd.train.changed_weight\"", "\"jnd.train.changed_weighX\"") == 1);
+    bad = b;
+    bad.stop_after = 0;
+    bad.resume = 1;
+    bad.changed_weight = 1;
+    CHECK_FAILS(dj_jnd_train(&bad, NULL, NULL), DJ_EINVAL, "jnd.train.changed_weight = 0, this run asks for 1");
     b.stop_after = 0;
     b.resume = 1;
     watch w = {0};

@@ -724,10 +724,22 @@ static int build_recipe(job *j) {
     return DJ_OK;
 }
 
+/* Recipe keys added after checkpoints were first written, with the value
+ * every run before them had: a checkpoint without the key resumes a run that
+ * asks for that value. */
+static const char *value_before_key_existed(const char *key) {
+    static const dj_kv later[] = {
+        {"jnd.train.input", "x,cam"}, {"jnd.train.init", "none"}, {"jnd.train.changed_weight", "0"}};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        if (!strcmp(key, later[i].key)) return later[i].value;
+    return NULL;
+}
+
 static int check_resume_recipe(const dj_st_file *f, const dj_kv *kv, int n) {
     const char *path = dj_st_path(f);
     for (int i = 0; i < n; i++) {
         const char *have = dj_st_metadata(f, kv[i].key);
+        if (!have) have = value_before_key_existed(kv[i].key);
         if (recipe_key_informational(kv[i].key)) {
             if (have && strcmp(have, kv[i].value) && !strcmp(kv[i].key, "jnd.train.threads"))
                 dj_log(DJ_LOG_WARN,
