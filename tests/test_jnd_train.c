@@ -618,30 +618,19 @@ static dj_graph *load_ed(const char *path) {
 /* Replaces every occurrence of `from` in the file by `to` (same length);
  * returns the count, -1 on an I/O error. */
 static int rename_in_file(const char *path, const char *from, const char *to) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size);
-    size_t got = buf ? fread(buf, 1, (size_t)size, f) : 0;
-    fclose(f);
-    if (!buf || got != (size_t)size) {
-        free(buf);
-        return -1;
-    }
-    size_t len = strlen(from);
+    void *data;
+    size_t size, len = strlen(from);
+    if (dj_read_file(path, 64u << 20, &data, &size)) return -1;
+    char *buf = data;
     int count = 0;
-    for (long i = 0; i + (long)len <= size; i++)
+    for (size_t i = 0; i + len <= size; i++)
         if (!memcmp(buf + i, from, len)) {
             memcpy(buf + i, to, len);
             count++;
         }
-    f = fopen(path, "wb");
-    int ok = f && fwrite(buf, 1, (size_t)size, f) == (size_t)size;
-    if (f && fclose(f)) ok = 0;
-    free(buf);
-    return ok ? count : -1;
+    int rc = dj_write_file_atomic(path, buf, size);
+    dj_free(data);
+    return rc ? -1 : count;
 }
 
 static void test_resume(void) {
