@@ -4,10 +4,20 @@
     python3 tools/torch/jnd_sweep.py --data DIR --classifiers F1,F2,... \\
         [--train-limit N] [--test-limit N] --configs "a,b,epochs[,lr];..." \\
         [--width 0.5] [--batch 50] [--e-init 0.1] [--lr 1e-3] [--device cuda] \\
-        [--seed 1] [--eval-every K] [--time-budget S] [--group G] [--jobs P] --out FILE.json
+        [--seed 1] [--eval-every K] [--time-budget S] [--group G] [--jobs P] \\
+        [--init MODEL.safetensors] [--save-dir DIR] --out FILE.json
 
 CIFAR-10 files may be cut to a whole number of 3073-byte records (`head -c $((3073 * N))`), to
 carry less data to a GPU machine; the train split is the data_batch_*.bin present, in order.
+tools/torch/cifar_pack.py carries the whole training set in two GPU calls (docs/results.md,
+"Fine-tuning on a GPU").
+
+Fine-tuning and shipping (--init, --save-dir, epochs 0): --init starts every config from a dmvjnd
+JND model file (an x,cam E-D; its width and slope are used) instead of a fresh E-D, as `dmvjnd train
+--init` does; --save-dir writes each config's E-D after every epoch as DIR/<name>.safetensors, a
+dmvjnd JND model file that `dmvjnd eval` and `dmvjnd generate` read (the metadata's jnd.train.*
+keys describe this run, jnd.train.trainer names this script). A config with 0 epochs gets as many
+as fit --time-budget, measured after 30 steps and again after the first epoch.
 
 For each config (alpha, beta, epochs[, peak lr]) a fresh E-D (tools/torch/jnd.py, JndEd) is
 trained from the same seed against the frozen classifiers (tools/torch/models.py), exactly the
@@ -438,6 +448,8 @@ def make_adam(ed, lr, wd, device):
 def load_ed_file(path, args, device):
     """A dmvjnd JND model file (dj_jnd_model_save: E-D weights + BN statistics) into JndEd."""
     tensors, meta = models.read_safetensors(path)
+    if meta.get("jnd.input", "x,cam") != "x,cam":
+        raise ValueError("%s: input %s; this twin trains x,cam E-Ds only" % (path, meta.get("jnd.input")))
     width = float(meta.get("jnd.width", args.width))
     slope = float(meta.get("jnd.slope", args.slope))
     ed = jnd.JndEd(width=width, slope=slope)
@@ -447,6 +459,43 @@ def load_ed_file(path, args, device):
         raise KeyError("%s: missing tensors %s" % (path, missing))
     ed.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items() if k in state}, strict=False)
     return ed.to(device), meta
+
+
+def save_ed_file(path, ed, init_meta, args, cfg, epoch, train_stats):
+    """JndEd as a dmvjnd JND model file: the tensors of dj_jnd_model_save (state_dict names, BN
+    running statistics included) and its metadata. The model keys (jnd.width, jnd.input, norm.*, ...)
+    come from the --init file when there is one; the jnd.train.* keys describe this run (the C
+    trainer's keys where they mean the same, jnd.train.trainer naming this script), and the
+    jnd.final.* keys of the C trainer, which this script does not compute, are dropped."""
+    meta = {k: v for k, v in (init_meta or {}).items()
+            if not k.startswith("jnd.train.") and not k.startswith("jnd.final.")}
+    files = ",".join(p for p in args.classifiers.split(",") if p)
+    width = float((init_meta or {}).get("jnd.width", args.width))
+    slope = float((init_meta or {}).get("jnd.slope", args.slope))
+    meta.update({"format": "dmvjnd-weights", "format_version": "1", "arch": "jnd_ed",
+                 "jnd.width": "%.9g" % width, "jnd.slope": "%.9g" % slope, "jnd.input": "x,cam",
+                 "jnd.e_unit": "normalized", "jnd.clip": "0" if args.no_clip else "1",
+                 "jnd.alpha": "%.9g" % cfg["alpha"], "jnd.beta": "%.9g" % cfg["beta"],
+                 "jnd.input_h": str(SIDE), "jnd.input_w": str(SIDE),
+                 "norm.mean": ",".join("%g" % v for v in MEAN), "norm.std": ",".join("%g" % v for v in STD)})
+    meta["jnd.classifiers"] = files  # the classifiers this E-D was trained against, whatever --init had
+    meta.update({"jnd.train.trainer": "tools/torch/jnd_sweep.py (PyTorch %s, %s)" % (
+                     torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"),
+                 "jnd.train.classifier_files": files, "jnd.train.init": args.init or "none",
+                 "jnd.train.width": "%.9g" % width, "jnd.train.slope": "%.9g" % slope,
+                 "jnd.train.input": "x,cam", "jnd.train.alpha": "%.9g" % cfg["alpha"],
+                 "jnd.train.beta": "%.9g" % cfg["beta"], "jnd.train.changed_weight": "0",
+                 "jnd.train.e_unit": "normalized", "jnd.train.clip": "0" if args.no_clip else "1",
+                 "jnd.train.epochs": str(cfg["epochs"]), "jnd.train.epochs_done": str(epoch),
+                 "jnd.train.batch": str(args.batch), "jnd.train.optimizer": "adam", "jnd.train.lr": "%g" % cfg["lr"],
+                 "jnd.train.weight_decay": "%g" % args.wd,
+                 "jnd.train.schedule": "cosine+warmup:%d:%g" % (args.warmup_epochs, args.warmup_start),
+                 "jnd.train.flip": "%g" % args.flip, "jnd.train.seed": str(args.seed),
+                 "jnd.train.tf32": str(args.tf32), "jnd.train.train_images": str(train_stats["images"]),
+                 "jnd.train.last_epoch_rca_mean": "%.6f" % train_stats["rca_mean"],
+                 "jnd.train.last_epoch_psnr": "%.4f" % train_stats["psnr"]})
+    tensors = {k: v.detach().cpu().numpy() for k, v in ed.state_dict().items()}
+    models.write_safetensors(path, tensors, meta)
 
 
 # ------------------------------------------------------------------ training
@@ -513,20 +562,48 @@ def params_finite(ed):
 PACE_EXTRA = 0.25  # time of a group step per extra config, relative to a one-config step (estimate)
 
 
+FIT_PROVISIONAL_EPOCHS = 1000
+FIT_SAFETY = 1.05  # a fitted config's schedule assumes steps this much slower than measured
+
+
 class Run:
     """One config of a group: its E-D, optimiser, schedule and result."""
 
     def __init__(self, cfg, args, device, spe, prefix):
         self.cfg = cfg
         self.prefix = prefix
-        self.total = cfg["epochs"] * spe
+        self.spe = spe
+        # A config fitted to the budget runs its first 30 steps on a long provisional schedule (the
+        # cosine factor is ~1 there either way), then gets the epochs that fit (fit_epochs).
+        self.total = (cfg["epochs"] or FIT_PROVISIONAL_EPOCHS) * spe
         self.warm = args.warmup_epochs * spe
-        self.ed = make_ed(args, device)                       # torch.manual_seed(seed): same init for all
+        if args.init:
+            self.ed, self.init_meta = load_ed_file(args.init, args, device)  # every config from the same weights
+        else:
+            self.ed, self.init_meta = make_ed(args, device), None  # torch.manual_seed(seed): same init for all
         self.ed.train()
         self.opt, kind = make_adam(self.ed, self.lr(0, args), args.wd, device)
         self.res = {"config": cfg, "status": "running", "epochs_log": [], "steps": 0, "adam": kind}
         self.t0 = time.time()
         self.lr_first = self.lr_last = None
+
+    def fit_epochs(self, step, sps, seconds_left):
+        """Set the epochs of a fitted config: the whole epochs whose remaining steps take at most
+        seconds_left at sps seconds per step (at least one more epoch than those done: the projection
+        stops the config if that one does not fit either)."""
+        epochs = max(step // self.spe + 1, int((step + seconds_left / sps) // self.spe))
+        self.cfg["epochs"] = epochs
+        self.total = epochs * self.spe
+        log("%s fitted to the time budget: %d epochs (%.1f ms/step)" % (self.prefix, epochs, 1e3 * sps))
+
+    def save(self, args, epoch, train_stats):
+        """The E-D as a dmvjnd JND model file (--save-dir/<name>.safetensors), rewritten atomically
+        after every epoch so that a stopped run keeps its last one."""
+        if not args.save_dir:
+            return
+        path = os.path.join(args.save_dir, self.cfg["name"] + ".safetensors")
+        save_ed_file(path, self.ed, self.init_meta, args, self.cfg, epoch, train_stats)
+        self.res["model_file"] = path
 
     def lr(self, step, args):
         return lr_at(step, self.cfg["lr"], self.total, self.warm, args.warmup_start)
@@ -590,6 +667,17 @@ def train_group(cfgs, st, args, deadline, prefix, on_done):
             keep.remove(i)
         return keep
 
+    def fit(active, whole_epoch):
+        """The epochs of the configs fitted to the budget: first from the pace of steps 10-29, then
+        again from the whole first epoch's (the early steps ran ~25% faster than the epoch on an
+        H100, and a config whose projected end passes the budget is stopped, not shortened).
+        Every config's final evaluation comes at its end, and the fitted ones end last."""
+        left_s = deadline - time.time() - len(active) * st["eval_est_s"] - 5.0
+        for i in active:
+            r = runs[i]
+            if r.cfg.get("fit") and (whole_epoch or r.total == FIT_PROVISIONAL_EPOCHS * spe):
+                r.fit_epochs(step, FIT_SAFETY * pace[0], left_s)
+
     active = list(range(len(runs)))
     if deadline and st.get("pace"):
         pace = st["pace"]
@@ -640,6 +728,7 @@ def train_group(cfgs, st, args, deadline, prefix, on_done):
             if epoch == 1 and b == 29 and t_mark is not None:
                 sync(device)
                 pace = ((time.time() - t_mark) / 20, len(active))
+                fit(active, False)
                 left = project(active, time.time())
                 if left != active:  # go on with the others (their state is untouched)
                     acc = acc[[j for j, i in enumerate(active) if i in left]]
@@ -674,15 +763,16 @@ def train_group(cfgs, st, args, deadline, prefix, on_done):
             row = {"epoch": epoch, "step": step, "lr_first": r.lr_first, "lr_last": r.lr_last, "train": m,
                    "images_per_s": N / dt, "epoch_s": dt, "configs_together": len(active)}
             r.res["epochs_log"].append(row)
-            log("%s epoch %d/%d  loss %.4f (L1 %.4f L2 %.4f L3 %.4f)  RCA %.2f%% [%s]  PSNR %.2f dB  |e| %.2f  "
+            log("%s epoch %d/%s  loss %.4f (L1 %.4f L2 %.4f L3 %.4f)  RCA %.2f%% [%s]  PSNR %.2f dB  |e| %.2f  "
                 "N %.3f N0 %.4f  lr %.2e  %.0f img/s x %d config(s)  %.1f s" % (
-                    r.prefix, epoch, r.cfg["epochs"], m["loss"], m["loss1"], m["loss2"], m["loss3"],
+                    r.prefix, epoch, r.cfg["epochs"] or "fit", m["loss"], m["loss1"], m["loss2"], m["loss3"],
                     100 * m["rca_mean"], " ".join("%s %.1f" % (t, 100 * v) for t, v in m["rca"].items()),
                     m["psnr"], m["mean_abs_e"], m["n_target"], m["n0"], r.lr_last, N / dt, len(active), dt))
             finite = all(math.isfinite(m[k]) for k in ("loss", "loss1", "loss2", "loss3")) and params_finite(r.ed)
             if not finite:
                 end(i, "diverged in epoch %d (non-finite loss or parameters)" % epoch)
                 continue
+            r.save(args, epoch, m)
             if epoch == r.cfg["epochs"]:
                 r.res["train_s"] = time.time() - r.t0
                 te = time.time()
@@ -702,6 +792,8 @@ def train_group(cfgs, st, args, deadline, prefix, on_done):
                 row["eval_s"] = time.time() - te
                 log("%s   test after epoch %d: %s" % (r.prefix, epoch, short_eval(row["test"]["all"])))
             still.append(i)
+        if epoch == 1:
+            fit(still, True)
         active = project(still, time.time())
     return [r.res for r in runs]
 
@@ -845,9 +937,11 @@ def parse_configs(text, default_lr):
             raise ValueError("config %r: expected a,b,epochs[,lr]" % part)
         cfg = {"alpha": float(f[0]), "beta": float(f[1]), "epochs": int(f[2]),
                "lr": float(f[3]) if len(f) == 4 else default_lr}
-        if cfg["epochs"] < 1 or cfg["alpha"] < 0 or cfg["beta"] < 0 or cfg["lr"] < 0:
-            raise ValueError("config %r: epochs >= 1, a, b, lr >= 0" % part)
-        cfg["name"] = "a%g_b%g_e%d_lr%g" % (cfg["alpha"], cfg["beta"], cfg["epochs"], cfg["lr"])
+        if cfg["epochs"] < 0 or cfg["alpha"] < 0 or cfg["beta"] < 0 or cfg["lr"] < 0:
+            raise ValueError("config %r: epochs >= 0, a, b, lr >= 0" % part)
+        cfg["fit"] = cfg["epochs"] == 0  # as many epochs as the time budget allows (set after 30 steps)
+        cfg["name"] = "a%g_b%g_e%s_lr%g" % (cfg["alpha"], cfg["beta"], "fit" if cfg["fit"] else cfg["epochs"],
+                                           cfg["lr"])
         out.append(cfg)
     if not out:
         raise ValueError("no configs")
@@ -1092,6 +1186,10 @@ def main():
     ap.add_argument("--log-every", type=float, default=60, help="seconds between in-epoch progress lines (0: none)")
     ap.add_argument("--out", default="", help="JSON results file")
     ap.add_argument("--check-model", default="", help="evaluate a dmvjnd JND model file instead of training")
+    ap.add_argument("--init", default="", help="start every config from this dmvjnd JND model file (fine-tuning; "
+                    "its width and slope replace --width/--slope)")
+    ap.add_argument("--save-dir", default="", help="write each config's E-D as DIR/<name>.safetensors, a dmvjnd "
+                    "JND model file, after every epoch")
     args = ap.parse_args()
     t_start = time.time()
     deadline = t_start + args.time_budget if args.time_budget > 0 else 0
@@ -1100,6 +1198,10 @@ def main():
     args.eval_batch = args.eval_batch or (1000 if big else 200)
     args.cache_batch = args.cache_batch or (1000 if big else 200)
     configs = parse_configs(args.configs, args.lr)
+    if any(c["fit"] for c in configs) and args.time_budget <= 0:
+        ap.error("a config with 0 epochs (fit to the budget) needs --time-budget")
+    if args.save_dir:
+        os.makedirs(args.save_dir, exist_ok=True)
 
     st = prepare(args, device)
     if args.check_model:

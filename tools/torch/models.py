@@ -7,6 +7,7 @@ the benchmark peer. Tensors here are NCHW (PyTorch's layout); dmvjnd's are
 NHWC, so inputs are permuted at the boundary.
 """
 import json
+import os
 import struct
 
 import numpy as np
@@ -192,6 +193,28 @@ def read_safetensors(path):
         arr = np.frombuffer(data[base + b:base + e], dtype=dtypes[info["dtype"]])
         out[name] = arr.reshape(info["shape"]).copy()
     return out, meta
+
+
+def write_safetensors(path, tensors, meta):
+    """Write {name: np.ndarray} (float32 or int64) and string metadata as .safetensors, atomically
+    (a temporary file renamed over path), in the layout dmvjnd reads: header padded with spaces to
+    a multiple of 8 bytes, tensors in the given order."""
+    names = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+    header, blobs, at = {"__metadata__": {str(k): str(v) for k, v in meta.items()}}, [], 0
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype not in names:
+            raise TypeError("%s: dtype %s cannot be written" % (name, arr.dtype))
+        b = arr.tobytes()
+        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    os.replace(tmp, path)
 
 
 def load_safetensors(model, path):
