@@ -10,7 +10,7 @@
 CIFAR-10 files may be cut to a whole number of 3073-byte records (`head -c $((3073 * N))`), to
 carry less data to a GPU machine; the train split is the data_batch_*.bin present, in order.
 tools/torch/cifar_pack.py carries the whole training set in two GPU calls (docs/results.md,
-"Fine-tuning on a GPU").
+"Session 9").
 
 Fine-tuning and shipping (--init, --save-dir, epochs 0): --init starts every config from a dmvjnd
 JND model file (an x,cam E-D; its width and slope are used) instead of a fresh E-D, as `dmvjnd train
