@@ -651,33 +651,7 @@ static void test_bad_shapes(void) {
     dj_backend_set_strict(1);
 }
 
-/* ------------------------------------------------------------ sgemm */
-
-static void test_sgemm(void) {
-    enum { M = 7, N = 5, K = 9 };
-    float a[M * K], at[K * M], b[K * N], bt[N * K], c[M * N];
-    gc_fill(a, M * K, -1.f, 1.f, 1000);
-    gc_fill(b, K * N, -1.f, 1.f, 1001);
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < K; k++) at[k * M + i] = a[i * K + k];
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < N; j++) bt[j * K + k] = b[k * N + j];
-    for (int v = 0; v < 4; v++) {
-        int ta = v & 1, tb = v >> 1;
-        for (int i = 0; i < M * N; i++) c[i] = 1.f;
-        CHECK_OK(dj_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 2.f, ta ? at : a, ta ? M : K, tb ? bt : b,
-                          tb ? K : N, 0.5f, c, N));
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                double s = 0;
-                for (int k = 0; k < K; k++) s += (double)a[i * K + k] * b[k * N + j];
-                CHECK_CLOSE(c[i * N + j], 2 * s + 0.5, 1e-5, 1e-5);
-            }
-    }
-}
-
 int main(void) {
-    RUN(test_sgemm);
     RUN(test_forward_awkward);
     RUN(test_forward_fast_shape);
     RUN(test_forward_threads);

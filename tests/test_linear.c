@@ -44,6 +44,8 @@ static void test_forward(void) {
     check_forward(3, 1, 1, 17, 3, 0);
     check_forward(5, 1, 1, 64, 10, 1); /* ResNet-20 head */
     check_forward(128, 1, 1, 64, 10, 1);
+    check_forward(128, 1, 1, 512, 10, 1); /* VGG-11 head: above LIN_SERIAL, so threaded */
+    check_forward(64, 4, 4, 96, 33, 0);    /* wide and odd */
     check_forward(1, 1, 1, 1, 1, 1);
 }
 
@@ -127,6 +129,7 @@ static void test_backward(void) {
     check_backward(3, 2, 3, 5, 7);
     check_backward(3, 1, 1, 17, 3);
     check_backward(7, 1, 1, 64, 10);
+    check_backward(128, 1, 1, 512, 10); /* threaded */
 }
 
 static void test_errors(void) {

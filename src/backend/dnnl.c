@@ -20,18 +20,6 @@ static int strict_mode = 1;
 void dj_backend_set_strict(int strict) { strict_mode = strict ? 1 : 0; }
 int dj_backend_strict(void) { return strict_mode; }
 
-/* ------------------------------------------------------------------ sgemm */
-
-int dj_sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-             int ldb, float beta, float *c, int ldc) {
-    /* dnnl_sgemm is row-major already (unlike BLAS), so arguments pass through. */
-    dnnl_status_t st = dnnl_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (st != dnnl_success)
-        return dj_error(DJ_EBACKEND, "dnnl_sgemm(%c, %c, m=%d, n=%d, k=%d, lda=%d, ldb=%d, ldc=%d) failed: %s", transa,
-                        transb, m, n, k, lda, ldb, ldc, dnnl_status2str(st));
-    return DJ_OK;
-}
-
 /* ------------------------------------------------------- engine and stream */
 
 /* One CPU engine and one in-order stream for the whole process, created on

@@ -7,13 +7,6 @@
 
 #include <stddef.h>
 
-/* Row-major single-precision GEMM:
- *   C[m x n] = alpha * op(A) * op(B) + beta * C
- * with op(X) = X or X^T as transa/transb ('N' or 'T'), and lda/ldb/ldc the
- * row strides of A, B and C as stored. Returns 0 or DJ_EBACKEND. */
-int dj_sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-             int ldb, float beta, float *c, int ldc);
-
 /* Strict mode (the default): a primitive for which oneDNN picks a reference
  * ("ref:") implementation is refused with DJ_EBACKEND, because such kernels
  * run 100-1400x slower and would silently turn hours into weeks. Tests on

@@ -1,13 +1,19 @@
 /* Fully connected layer, torch.nn.Linear: y = x w^T + b with w of shape
- * (out, in). x is flattened per sample in NHWC order. All the arithmetic is
- * oneDNN's GEMM (dj_sgemm); only the bias loops are ours. */
+ * (out, in). x is flattened per sample in NHWC order.
+ *
+ * The three products are plain loops over contiguous rows (dot products and
+ * axpys the compiler vectorises), not oneDNN's GEMM: the layer is the
+ * classifiers' head (in <= 512 features, 10 outputs), microseconds of work
+ * beside the convolutions, and dnnl_sgemm allocates a packing buffer on
+ * every call (16 KB with AVX2, 72 KB with AVX-512), which breaks the "no
+ * allocation inside a training step" rule (tests/test_alloc.c). */
 #include <limits.h>
 #include <string.h>
 
-#include "backend/dnnl.h"
 #include "dmvjnd/dmvjnd.h"
 
-#define LIN_CH 256 /* outputs per chunk of the bias-gradient accumulators */
+#define LIN_CH 256        /* outputs per chunk of the bias-gradient accumulators */
+#define LIN_SERIAL 262144 /* below this many multiply-adds threading costs more */
 
 static int lin_check_tensor(const char *fn, const char *name, const dj_tensor *t) {
     if (!t || !t->data) return dj_error(DJ_EINVAL, "%s: %s is NULL", fn, name);
@@ -37,10 +43,21 @@ int dj_linear_forward(const dj_tensor *x, const float *w, const float *b, dj_ten
     int st = lin_check(fn, x, "y", y, w, &in);
     if (st) return st;
     int n = x->n, out = y->c;
-    /* Bias rows first, then GEMM accumulates onto them (beta = 1). */
-    if (b)
-        for (int i = 0; i < n; i++) memcpy(y->data + (size_t)i * out, b, (size_t)out * sizeof(float));
-    return dj_sgemm('N', 'T', n, out, in, 1.0f, x->data, in, w, in, b ? 1.0f : 0.0f, y->data, out);
+    const float *xd = x->data;
+    float *yd = y->data;
+    /* y[i][o] = b[o] + x_i . w_o: both rows contiguous */
+#pragma omp parallel for schedule(static) if ((double)n * out * in > LIN_SERIAL)
+    for (int i = 0; i < n; i++) {
+        const float *xi = xd + (size_t)i * in;
+        for (int o = 0; o < out; o++) {
+            const float *wo = w + (size_t)o * in;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int k = 0; k < in; k++) s += xi[k] * wo[k];
+            yd[(size_t)i * out + o] = (b ? b[o] : 0.0f) + s;
+        }
+    }
+    return DJ_OK;
 }
 
 /* db[o] += sum_i dy[i][o], summed in double (chunked so it fits the stack). */
@@ -72,14 +89,32 @@ int dj_linear_backward(const dj_tensor *x, const float *w, const dj_tensor *dy, 
                             x->n, x->h, x->w, x->c);
     }
     int n = x->n, out = dy->c;
-    if (dx) { /* dx[n x in] (+)= dy[n x out] w[out x in] */
-        st = dj_sgemm('N', 'N', n, in, out, 1.0f, dy->data, out, w, in, accum ? 1.0f : 0.0f, dx->data, in);
-        if (st) return st;
+    const float *xd = x->data, *g = dy->data;
+    int threaded = (double)n * out * in > LIN_SERIAL;
+    if (dx) { /* dx_i (+)= sum_o dy[i][o] w_o */
+        float *dxd = dx->data;
+#pragma omp parallel for schedule(static) if (threaded)
+        for (int i = 0; i < n; i++) {
+            float *dxi = dxd + (size_t)i * in;
+            if (!accum) memset(dxi, 0, (size_t)in * sizeof(float));
+            for (int o = 0; o < out; o++) {
+                const float gi = g[(size_t)i * out + o], *wo = w + (size_t)o * in;
+#pragma omp simd
+                for (int k = 0; k < in; k++) dxi[k] += gi * wo[k];
+            }
+        }
     }
-    if (dw) { /* dw[out x in] += dy^T x */
-        st = dj_sgemm('T', 'N', out, in, n, 1.0f, dy->data, out, x->data, in, 1.0f, dw, in);
-        if (st) return st;
+    if (dw) { /* dw_o += sum_i dy[i][o] x_i */
+#pragma omp parallel for schedule(static) if (threaded)
+        for (int o = 0; o < out; o++) {
+            float *dwo = dw + (size_t)o * in;
+            for (int i = 0; i < n; i++) {
+                const float gi = g[(size_t)i * out + o], *xi = xd + (size_t)i * in;
+#pragma omp simd
+                for (int k = 0; k < in; k++) dwo[k] += gi * xi[k];
+            }
+        }
     }
-    if (db) bias_grad(dy->data, n, out, db);
+    if (db) bias_grad(g, n, out, db);
     return DJ_OK;
 }
