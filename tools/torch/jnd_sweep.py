@@ -675,7 +675,7 @@ def train_group(cfgs, st, args, deadline, prefix, on_done):
         left_s = deadline - time.time() - len(active) * st["eval_est_s"] - 5.0
         for i in active:
             r = runs[i]
-            if r.cfg.get("fit") and (whole_epoch or r.total == FIT_PROVISIONAL_EPOCHS * spe):
+            if r.cfg.get("fit") and (whole_epoch or r.cfg["epochs"] == 0):  # 0: not fitted yet
                 r.fit_epochs(step, FIT_SAFETY * pace[0], left_s)
 
     active = list(range(len(runs)))
