@@ -13,7 +13,7 @@ OPT     ?= -O3
 SAN     ?=
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS  += -std=c11 $(OPT) $(ARCH) -g -fPIC -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-math-errno $(SAN)
-LDLIBS  += -ldnnl -lpng -lz -lm
+LDLIBS  += -ldnnl -lpng -ljpeg -lwebp -lz -lm
 LDFLAGS += -fopenmp $(SAN)
 
 SRC     := $(sort $(wildcard src/*/*.c))
