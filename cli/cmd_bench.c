@@ -6,6 +6,7 @@
 #include "args.h"
 #include "commands.h"
 #include "dmvjnd/bench.h"
+#include "dmvjnd/conv_path.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
 
@@ -31,9 +32,9 @@ static int bench_jnd(dj_bench_config *cfg, float width, const char *cls, int jso
     free(list);
     if (st) return cli_fail("bench", st);
     if (json)
-        printf("{\"model\": \"jnd\", \"batch\": %d, \"threads\": %d, \"jnd_width\": %g, \"classifiers\": %d, "
-               "\"ed_params\": %.0f, \"ed_mflop_per_img\": %.2f, \"jnd_train_img_per_s\": %.1f}\n",
-               cfg->batch, r.threads, width, r.jnd_classifiers, r.jnd_ed_params, r.jnd_ed_mflop, r.jnd_img_per_s);
+        printf("{\"model\": \"jnd\", \"batch\": %d, \"threads\": %d, \"conv_path\": \"%s\", \"jnd_width\": %g, "
+               "\"classifiers\": %d, \"ed_params\": %.0f, \"ed_mflop_per_img\": %.2f, \"jnd_train_img_per_s\": %.1f}\n",
+               cfg->batch, r.threads, dj_conv_path_name(), width, r.jnd_classifiers, r.jnd_ed_params, r.jnd_ed_mflop, r.jnd_img_per_s);
     else
         printf("JND training step (E-D width %g: %.3f M parameters, %.1f MFLOP/image; %d frozen %s classifiers; "
                "batch %d, %d threads):\n  %8.1f images/s (median of %d runs, range %.1f-%.1f)\n",
@@ -79,8 +80,9 @@ int cmd_bench(int argc, char **argv) {
     int st = dj_bench_run(&cfg, &r);
     if (st) return cli_fail("bench", st);
     if (json) {
-        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"params\": %.0f, \"mflop_per_img\": %.2f",
-               cfg.model, cfg.batch, r.threads, r.params, r.mflop);
+        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"conv_path\": \"%s\", \"params\": %.0f, "
+               "\"mflop_per_img\": %.2f",
+               cfg.model, cfg.batch, r.threads, dj_conv_path_name(), r.params, r.mflop);
         if (cfg.train) printf(", \"train_img_per_s\": %.1f", r.train_img_per_s);
         if (cfg.infer)
             printf(", \"infer_img_per_s\": %.1f, \"frozen_fwd_bwd_img_per_s\": %.1f, "
@@ -88,8 +90,8 @@ int cmd_bench(int argc, char **argv) {
                    r.infer_img_per_s, r.frozen_img_per_s, r.backward_over_forward);
         printf("}\n");
     } else {
-        printf("model %s: %.3f M parameters, %.1f MFLOP/image forward; batch %d, %d threads\n", cfg.model,
-               r.params / 1e6, r.mflop, cfg.batch, r.threads);
+        printf("model %s: %.3f M parameters, %.1f MFLOP/image forward; batch %d, %d threads, conv path %s\n",
+               cfg.model, r.params / 1e6, r.mflop, cfg.batch, r.threads, dj_conv_path_name());
         if (cfg.train)
             printf("train: %8.1f images/s (median of %d runs, range %.1f-%.1f)\n", r.train_img_per_s, cfg.runs,
                    r.train_min, r.train_max);

@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "dmvjnd/conv_path.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/graph.h"
 
@@ -25,9 +26,11 @@ static const command commands[] = {
 
 static void usage(FILE *f) {
     fprintf(f, "dmvjnd %s: Just Noticeable Difference for Deep Machine Vision\n\n", dj_version());
-    fprintf(f, "usage: dmvjnd [--conv winograd|direct] <command> [options]   (dmvjnd <command> --help for its options)\n\n"
-               "  --conv ALGO        3x3 stride-1 convolutions on the library's Winograd kernel (default) or on\n"
-               "                     oneDNN's direct kernel (dj_graph_set_default_winograd)\n\ncommands:\n");
+    fprintf(f, "usage: dmvjnd [--conv PATH] <command> [options]   (dmvjnd <command> --help for its options)\n\n"
+               "  --conv PATH        kernel of the 3x3 stride-1 convolutions: winograd (default: the fastest\n"
+               "                     Winograd path of this CPU), winograd-avx2, winograd-avx512 or direct\n"
+               "                     (oneDNN); overrides the environment variable DMVJND_CONV (same names)\n"
+               "\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].summary);
 }
@@ -46,17 +49,25 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     if (!strcmp(argv[1], "--conv")) {
-        if (argc < 3 || (strcmp(argv[2], "winograd") && strcmp(argv[2], "direct"))) {
-            fprintf(stderr, "dmvjnd: --conv takes 'winograd' or 'direct'\n");
+        if (argc < 3) {
+            fprintf(stderr, "dmvjnd: --conv takes winograd, winograd-avx2, winograd-avx512 or direct\n");
             return EXIT_USAGE;
         }
-        dj_graph_set_default_winograd(!strcmp(argv[2], "winograd"));
+        /* A forced path the CPU lacks is an error, never a silent fallback. */
+        if (dj_conv_set_path(argv[2]) != DJ_OK) {
+            fprintf(stderr, "dmvjnd: --conv: %s\n", dj_last_error());
+            return EXIT_USAGE;
+        }
         argc -= 2;
         argv += 2;
         if (argc < 2) {
             usage(stderr);
             return EXIT_USAGE;
         }
+    }
+    if (dj_conv_path_check() != DJ_OK) { /* a bad DMVJND_CONV */
+        fprintf(stderr, "dmvjnd: %s\n", dj_last_error());
+        return EXIT_USAGE;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);

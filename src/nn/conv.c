@@ -10,6 +10,7 @@
 
 #include "backend/dnnl_conv.h"
 #include "dmvjnd/dmvjnd.h"
+#include "nn/conv_path.h"
 #include "nn/winograd.h"
 
 struct dj_conv {
@@ -24,8 +25,9 @@ struct dj_conv {
  * Each pass needs >= 8 input channels (cin forward, cout backward-data):
  * with fewer, padding to 8 SIMD lanes wastes most of the Winograd work and
  * oneDNN's direct kernel is faster (measured 3-4 -> 16 channels: 0.5x). */
-static int use_own_winograd(const dj_conv_desc *d) {
-    return d->winograd && !d->transposed && d->k == 3 && d->stride == 1 && d->pad == 1;
+static int use_own_winograd(const dj_conv_desc *d, dj_conv_path_id path) {
+    return path != DJ_CONV_PATH_DIRECT && d->winograd && !d->transposed && d->k == 3 && d->stride == 1 &&
+           d->pad == 1;
 }
 
 /* Bounds far above any real network; they keep every size computation
@@ -94,7 +96,16 @@ int dj_conv_create(dj_conv **out, const dj_conv_desc *d) {
     if (!c) return dj_error(DJ_ENOMEM, "cannot allocate a convolution");
     c->d = *d;
     dj_conv_desc bd = *d;
-    if (use_own_winograd(d)) {
+    /* The process-wide path (include/dmvjnd/conv_path.h): "direct" keeps
+     * every pass of every layer on oneDNN's direct kernel. */
+    dj_conv_path_id path;
+    rc = dj_conv_path_get(&path);
+    if (rc != DJ_OK) {
+        dj_free(c);
+        return rc;
+    }
+    if (path == DJ_CONV_PATH_DIRECT) bd.winograd = 0;
+    if (use_own_winograd(d, path)) {
         c->wino_fwd = d->cin >= 8;
         c->wino_bwd = d->cout >= 8;
         c->wino_bww = d->cin >= 8 && d->cout >= 8 && !d->frozen;

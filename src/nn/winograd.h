@@ -9,7 +9,7 @@
  * positions, 4x fewer multiplications than direct convolution) or m = 2
  * (4x4 tiles, 16 positions, 2.25x fewer). Per block of tiles: input
  * transform -> one small GEMM [tiles x Cin] x [Cin x Cout] per position
- * (AVX2/FMA micro-kernel, portable fallback) -> output transform with bias,
+ * (SIMD micro-kernel) -> output transform with bias,
  * residual sum and ReLU, written straight to NHWC. Tile blocks are split
  * between OpenMP threads; the workspace lives in the object (allocated on the
  * first call, grown only if the thread count grows).
@@ -25,6 +25,13 @@
  * largest |output| is ~5e-6 for F(4x4) and ~5e-7 for F(2x2) against a
  * double-precision direct convolution, and the same against oneDNN's direct
  * kernel on ResNet-20's layers.
+ *
+ * SIMD paths, chosen at run time from the CPU (never from the compiler
+ * flags): 8-lane AVX2 + FMA (winograd_avx2.c) and 16-lane AVX-512
+ * (winograd_avx512.c), one template for both (winograd_simd.h). An object
+ * takes the process-wide path (include/dmvjnd/conv_path.h) when created;
+ * dj_wino_set_isa forces one. There is no portable path: on a CPU with
+ * neither, dj_conv runs oneDNN's direct kernel and dj_wino_create fails.
  *
  * Speed (bench/bench_winograd.c, AVX2 Zen 3, batch 128): F(4x4) runs
  * ResNet-20's 16/32/64-channel layers 2-3x faster than oneDNN's direct
@@ -43,6 +50,11 @@ typedef struct dj_wino dj_wino;
  * dj_wino_weights_changed(); otherwise they are recomputed on every call. */
 int dj_wino_create(dj_wino **out, int cin, int cout, int pad, int frozen);
 void dj_wino_destroy(dj_wino *o);
+
+/* Runs this object on the AVX-512 (avx512 = 1) or AVX2 (0) kernels; drops
+ * its cached filters and workspaces. DJ_EINVAL, naming the missing CPU
+ * feature, when the CPU lacks the instruction set. */
+int dj_wino_set_isa(dj_wino *o, int avx512);
 
 /* Tuning for tests and benchmarks: m = 2 or 4 (0 keeps the current),
  * tiles_per_block > 0 (0: automatic from the channel counts). */
@@ -70,7 +82,7 @@ int dj_wino_tune_weights(dj_wino *o, int m);
 /* Frozen objects: the weights behind the cached pointer changed. */
 void dj_wino_weights_changed(dj_wino *o);
 
-/* Implementation name for diagnostics, e.g. "dmvjnd:winograd_f4x3_avx2". */
+/* Implementation name for diagnostics, e.g. "dmvjnd:winograd_f4x3_avx512". */
 const char *dj_wino_impl_name(const dj_wino *o);
 
 #endif
