@@ -1,16 +1,18 @@
-/* Winograd (src/nn/winograd.c) against oneDNN's direct kernel (dj_conv_*) on
- * ResNet-20's 3x3 stride-1 layers, batch 128, forward and backward-data.
+/* Winograd F(4x4, 3x3) (src/nn/winograd*.c), AVX2 and AVX-512 paths,
+ * against oneDNN's direct kernel (dj_conv_* with desc.winograd = 0) on the
+ * 3x3 stride-1 layers of ResNet-20, VGG-11-BN and AlexNet (CIFAR sizes):
+ * forward, backward-data and backward-weights.
  *
  * Build (after `make lib`, from the repository root):
  *   cc -std=c11 -O3 -march=native -fopenmp -Iinclude -Isrc -D_GNU_SOURCE \
- *      bench/bench_winograd.c build/libdmvjnd.a -ldnnl -lpng -lz -lm -o build/bench_winograd
+ *      bench/bench_winograd.c build/libdmvjnd.a -ldnnl -lpng -ljpeg -lwebp -lz -lm -o build/bench_winograd
  * Run:
- *   build/bench_winograd [reps=40] [threads=0 (all)] [tiles_per_block=0 (auto)] [batch=128] [layer=-1 (all)]
+ *   build/bench_winograd [reps=20] [threads=0 (all)] [batch=128] [layer=-1 (all)]
  *
  * Each configuration is timed `reps` times, interleaved with the others (so
  * load from other jobs hits all alike) and the best time is reported, with
  * GFLOP/s-equivalent = direct-convolution FLOPs (2*9*cin*cout*oh*ow*n) / time.
- * The post-op columns time the fused residual sum + ReLU of frozen nets. */
+ * The AVX-512 row is skipped on a CPU without AVX-512. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,22 +35,30 @@ static void fill(float *p, size_t n, unsigned seed) {
     }
 }
 
-enum { ONEDNN, WINO2, WINO4, NKIND };
-static const char *kind_name[NKIND] = {"oneDNN direct", "winograd F(2x2,3x3)", "winograd F(4x4,3x3)"};
+enum { ONEDNN, AVX2, AVX512, NKIND };
+static const char *kind_name[NKIND] = {"oneDNN direct", "winograd F4 avx2", "winograd F4 avx512"};
+static const char *pass_name[3] = {"forward", "backward-data", "backward-weights"};
+
+/* {h = w, cin, cout, model} */
+static const struct {
+    int hw, cin, cout;
+    const char *net;
+} layers[] = {
+    {32, 16, 16, "resnet20"}, {16, 32, 32, "resnet20"}, {8, 64, 64, "resnet20"},  {16, 48, 96, "vgg11bn"},
+    {8, 96, 192, "vgg11bn"},  {8, 192, 192, "vgg11bn"}, {4, 192, 256, "vgg11bn"}, {4, 256, 256, "vgg11bn"},
+    {16, 64, 128, "alexnet"}, {8, 128, 192, "alexnet"}, {8, 192, 128, "alexnet"}, {4, 128, 128, "alexnet"},
+};
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 40;
+    int reps = argc > 1 ? atoi(argv[1]) : 20;
     int threads = argc > 2 ? atoi(argv[2]) : 0;
-    int tb = argc > 3 ? atoi(argv[3]) : 0;
-    int batch = argc > 4 ? atoi(argv[4]) : 128;
-    int only = argc > 5 ? atoi(argv[5]) : -1;
+    int batch = argc > 3 ? atoi(argv[3]) : 128;
+    int only = argc > 4 ? atoi(argv[4]) : -1;
     dj_set_num_threads(threads);
-    printf("threads %d, batch %d, best of %d, tiles/block %s\n", dj_get_num_threads(), batch, reps,
-           tb ? argv[3] : "auto");
-    static const int layers[][3] = {{32, 16, 16}, {16, 32, 32}, {8, 64, 64}, {32, 3, 16}};
-    for (int l = 0; l < 4; l++) {
+    printf("threads %d, batch %d, best of %d\n", dj_get_num_threads(), batch, reps);
+    for (int l = 0; l < (int)(sizeof layers / sizeof *layers); l++) {
         if (only >= 0 && l != only) continue;
-        int hw = layers[l][0], cin = layers[l][1], cout = layers[l][2];
+        int hw = layers[l].hw, cin = layers[l].cin, cout = layers[l].cout;
         dj_tensor x, y, dy, dx;
         if (dj_tensor_alloc(&x, batch, hw, hw, cin) || dj_tensor_alloc(&y, batch, hw, hw, cout) ||
             dj_tensor_alloc(&dy, batch, hw, hw, cout) || dj_tensor_alloc(&dx, batch, hw, hw, cin)) {
@@ -57,70 +67,71 @@ int main(int argc, char **argv) {
         }
         size_t nw = (size_t)cout * cin * 9;
         float *w = malloc(nw * sizeof(float)), *b = malloc((size_t)cout * sizeof(float));
+        float *dw = calloc(nw, sizeof(float)), *db = calloc((size_t)cout, sizeof(float));
         fill(x.data, dj_tensor_numel(&x), 1);
         fill(dy.data, dj_tensor_numel(&dy), 2);
         fill(w, nw, 3);
         fill(b, (size_t)cout, 4);
         for (size_t i = 0; i < nw; i++) w[i] *= 0.2f;
         dj_conv_desc d = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .bias = 1};
-        dj_conv_desc dp = d;
-        dp.post_sum = dp.post_relu = 1;
-        dj_conv *c = NULL, *cp = NULL;
+        dj_conv *c = NULL;
         dj_wino *o[NKIND] = {NULL};
-        if (dj_conv_create(&c, &d) || dj_conv_create(&cp, &dp)) {
+        if (dj_conv_create(&c, &d)) {
             fprintf(stderr, "%s\n", dj_last_error());
             return 1;
         }
-        for (int k = WINO2; k <= WINO4; k++) {
-            dj_wino_create(&o[k], cin, cout, 1, 0);
-            dj_wino_tune(o[k], k == WINO2 ? 2 : 4, tb);
-        }
-        /* best[kind][pass]: pass 0 forward, 1 backward-data, 2 forward + sum + relu */
+        int have[NKIND] = {1, 0, 0};
+        for (int k = AVX2; k <= AVX512; k++)
+            have[k] = dj_wino_create(&o[k], cin, cout, 1, 0) == 0 && dj_wino_set_isa(o[k], k == AVX512) == 0;
         double best[NKIND][3];
         for (int k = 0; k < NKIND; k++)
             for (int p = 0; p < 3; p++) best[k][p] = 1e30;
         for (int r = 0; r < reps + 2; r++) /* 2 warm-up rounds */
             for (int k = 0; k < NKIND; k++)
-                for (int p = 0; p < 3; p++) {
+                for (int p = 0; p < 3 && have[k]; p++) {
                     double t0 = now();
                     int rc;
                     if (k == ONEDNN)
                         rc = p == 0   ? dj_conv_forward(c, &x, w, b, &y)
                              : p == 1 ? dj_conv_backward_data(c, &dy, w, &dx, 0)
-                                      : dj_conv_forward(cp, &x, w, b, &y);
+                                      : dj_conv_backward_weights(c, &x, &dy, dw, db);
                     else
-                        rc = p == 1 ? dj_wino_backward_data(o[k], &dy, w, &dx, 0)
-                                    : dj_wino_forward(o[k], &x, w, b, &y, p == 2, p == 2);
+                        rc = p == 0   ? dj_wino_forward(o[k], &x, w, b, &y, 0, 0)
+                             : p == 1 ? dj_wino_backward_data(o[k], &dy, w, &dx, 0)
+                                      : dj_wino_backward_weights(o[k], &x, &dy, dw, db);
                     double t = now() - t0;
                     if (rc) {
                         fprintf(stderr, "%s\n", dj_last_error());
                         return 1;
                     }
-                    if (p == 2) fill(y.data, 64, 5); /* keep the residual input bounded */
                     if (r >= 2 && t < best[k][p]) best[k][p] = t;
                 }
         double flop = 2.0 * 9 * cin * cout * (double)hw * hw * batch;
-        printf("\n%dx%d %d->%d, n %d (%.0f MFLOP direct; %s fwd / %s bwd-data)\n", hw, hw, cin, cout, batch,
-               flop * 1e-6, dj_conv_impl_name(c, 0), dj_conv_impl_name(c, 1));
-        printf("  %-22s %22s %22s %22s\n", "", "forward", "backward-data", "fwd+sum+relu");
+        printf("\n%s %dx%d %d->%d, n %d (%.0f MFLOP direct; oneDNN %s)\n", layers[l].net, hw, hw, cin, cout, batch,
+               flop * 1e-6, dj_conv_impl_name(c, 0));
+        printf("  %-20s %22s %22s %22s\n", "", pass_name[0], pass_name[1], pass_name[2]);
         for (int k = 0; k < NKIND; k++) {
-            printf("  %-22s", kind_name[k]);
-            for (int p = 0; p < 3; p++)
-                printf("   %7.3f ms %5.1f GF/s", best[k][p] * 1e3, flop / best[k][p] * 1e-9);
+            if (!have[k]) {
+                printf("  %-20s   SKIP: %s\n", kind_name[k], dj_last_error());
+                continue;
+            }
+            printf("  %-20s", kind_name[k]);
+            for (int p = 0; p < 3; p++) printf("   %7.3f ms %5.0f GF/s", best[k][p] * 1e3, flop / best[k][p] * 1e-9);
             if (k != ONEDNN)
-                printf("   speedup %.2fx / %.2fx / %.2fx", best[ONEDNN][0] / best[k][0], best[ONEDNN][1] / best[k][1],
-                       best[ONEDNN][2] / best[k][2]);
+                printf("   vs oneDNN %.2fx / %.2fx / %.2fx", best[ONEDNN][0] / best[k][0],
+                       best[ONEDNN][1] / best[k][1], best[ONEDNN][2] / best[k][2]);
             printf("\n");
         }
-        for (int k = WINO2; k <= WINO4; k++) dj_wino_destroy(o[k]);
+        for (int k = AVX2; k <= AVX512; k++) dj_wino_destroy(o[k]);
         dj_conv_destroy(c);
-        dj_conv_destroy(cp);
         dj_tensor_free(&x);
         dj_tensor_free(&y);
         dj_tensor_free(&dy);
         dj_tensor_free(&dx);
         free(w);
         free(b);
+        free(dw);
+        free(db);
     }
     return 0;
 }

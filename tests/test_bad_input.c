@@ -657,11 +657,11 @@ static void row_cli_usage(void) {
     CHECK_CLI(0, "");
     CHECK(strstr(cli_out, "usage: dmvjnd classify"));
     cli_rc_ = cli(NULL);
-    CHECK_CLI(2, "usage: dmvjnd [--conv winograd|direct] <command>");
+    CHECK_CLI(2, "usage: dmvjnd [--conv PATH] <command>");
     CLI("frobnicate");
     CHECK_CLI(2, "dmvjnd: unknown command 'frobnicate'");
     CLI("--conv", "fft", "bench");
-    CHECK_CLI(2, "dmvjnd: --conv takes 'winograd' or 'direct'");
+    CHECK_CLI(2, "dmvjnd: --conv: dj_conv_set_path: unknown convolution path 'fft'");
 }
 
 static void row_cli_unknown_option(void) {

@@ -1,15 +1,25 @@
-/* Winograd convolution (src/nn/winograd.c) against a naive direct loop and a
+/* Winograd convolution (src/nn/winograd*.c) against a naive direct loop and a
  * naive transposed loop written here, against central differences, against
  * oneDNN's direct kernel (dj_conv_*) on ResNet-20 shapes, and through the
- * dj_conv_* routing of desc.winograd. */
+ * dj_conv_* routing of desc.winograd. The suite runs once per SIMD path the
+ * CPU has (AVX2, AVX-512; a path the CPU lacks prints a SKIP line and counts
+ * neither as passed nor as failed), then the two paths against each other,
+ * the process-wide path API, and `dmvjnd --conv` / DMVJND_CONV. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend/dnnl.h"
 #include "check.h"
 #include "dmvjnd/dmvjnd.h"
 #include "gradcheck.h"
+#include "dmvjnd/conv_path.h"
+#include "nn/conv_path.h"
 #include "nn/winograd.h"
 
 /* ------------------------------------------------------------ reference */
@@ -594,7 +604,184 @@ static void test_conv_routing(void) {
     fx_free(&f);
 }
 
-int main(void) {
+/* ------------------------------------------------------------ SIMD paths */
+
+/* The path under test (set by main) and its implementation-name suffix. */
+static const char *isa_suffix = "";
+
+/* Objects created now run the path under test: checks the name, so the
+ * suite cannot silently test the other path. */
+static void test_runs_path(void) {
+    dj_wino *o = NULL;
+    CHECK_OK(dj_wino_create(&o, 17, 33, 1, 0));
+    const char *name = dj_wino_impl_name(o);
+    size_t n = strlen(name), k = strlen(isa_suffix);
+    CHECK(n > k && !strcmp(name + n - k, isa_suffix));
+    printf("objects run %s\n", name);
+    dj_wino_destroy(o);
+}
+
+/* AVX2 against AVX-512 on the same data, all three passes: channel counts off
+ * both lane grids (17, 40, 33, 24), odd image sizes, batch 1 and 3. Each path
+ * is within TOL of the double reference (the suite above), so they agree
+ * within 2 TOL. Measured: bitwise equal, as expected: the lanes only group
+ * channels, every element sees the same operations in the same order. */
+static void test_paths_agree(void) {
+    static const int shapes[][5] = {{1, 5, 7, 17, 33}, {3, 9, 10, 40, 24}, {3, 7, 5, 33, 17}, {1, 11, 13, 64, 48}};
+    double worst[3] = {0, 0, 0};
+    for (int s = 0; s < 4; s++)
+        for (int m = 2; m <= 4; m += 2) {
+            fx f;
+            CHECK(fx_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], 1, 900 + s) == 0);
+            size_t ny = dj_tensor_numel(&f.y), nx = dj_tensor_numel(&f.dx), nw = (size_t)f.cout * f.cin * 9;
+            float *out[2][3];
+            for (int isa = 0; isa < 2; isa++) {
+                dj_wino *o = NULL;
+                CHECK_OK(dj_wino_create(&o, f.cin, f.cout, 1, 0));
+                CHECK_OK(dj_wino_set_isa(o, isa));
+                CHECK_OK(dj_wino_tune(o, m, 0));
+                CHECK_OK(dj_wino_tune_weights(o, m));
+                CHECK(strstr(dj_wino_impl_name(o), isa ? "_avx512" : "_avx2") != NULL);
+                CHECK_OK(dj_wino_forward(o, &f.x, f.w, f.b, &f.y, 0, 1));
+                out[isa][0] = copy_of(&f.y);
+                CHECK_OK(dj_wino_backward_data(o, &f.dy, f.w, &f.dx, 0));
+                out[isa][1] = copy_of(&f.dx);
+                out[isa][2] = calloc(nw + (size_t)f.cout, sizeof(float));
+                CHECK_OK(dj_wino_backward_weights(o, &f.x, &f.dy, out[isa][2], out[isa][2] + nw));
+                dj_wino_destroy(o);
+            }
+            size_t count[3] = {ny, nx, nw + (size_t)f.cout};
+            for (int p = 0; p < 3; p++) {
+                double e = rel_err(out[1][p], out[0][p], count[p]);
+                if (!(e <= 2 * TOL)) fprintf(stderr, "paths differ: shape %d F%d pass %d: %g\n", s, m, p, e);
+                CHECK(e <= 2 * TOL);
+                if (!(e <= worst[p])) worst[p] = e;
+                free(out[0][p]);
+                free(out[1][p]);
+            }
+            fx_free(&f);
+        }
+    printf("avx2 vs avx512, largest difference relative to max |out|: forward %.2g, backward-data %.2g, "
+           "backward-weights %.2g\n",
+           worst[0], worst[1], worst[2]);
+}
+
+/* dj_conv_set_path / dj_conv_path_name, and that dj_conv follows the path. */
+static void test_path_api(void) {
+    CHECK_FAILS(dj_conv_set_path("bogus"), DJ_EINVAL, "unknown convolution path 'bogus'");
+    CHECK_FAILS(dj_conv_set_path(NULL), DJ_EINVAL, "unknown convolution path");
+    static const char *const forced[] = {"winograd-avx2", "winograd-avx512", "direct"};
+    static const dj_conv_path_id ids[] = {DJ_CONV_PATH_WINOGRAD_AVX2, DJ_CONV_PATH_WINOGRAD_AVX512,
+                                          DJ_CONV_PATH_DIRECT};
+    dj_conv_desc d = {.cin = 16, .cout = 16, .k = 3, .stride = 1, .pad = 1, .winograd = 1};
+    for (int i = 0; i < 3; i++) {
+        if (!dj_conv_path_cpu_has(ids[i])) {
+            CHECK_FAILS(dj_conv_set_path(forced[i]), DJ_EINVAL, "this CPU lacks");
+            continue;
+        }
+        CHECK_OK(dj_conv_set_path(forced[i]));
+        CHECK(!strcmp(dj_conv_path_name(), forced[i]));
+        dj_conv *c = NULL;
+        CHECK_OK(dj_conv_create(&c, &d));
+        const char *impl = dj_conv_impl_name(c, 0);
+        if (ids[i] == DJ_CONV_PATH_DIRECT)
+            CHECK(strstr(impl, "winograd") == NULL);
+        else
+            CHECK(strstr(impl, ids[i] == DJ_CONV_PATH_WINOGRAD_AVX512 ? "winograd_f4x3_avx512" : "winograd_f4x3_avx2"));
+        dj_conv_destroy(c);
+    }
+    /* "winograd": the best this CPU has */
+    CHECK_OK(dj_conv_set_path("winograd"));
+    const char *best = dj_conv_path_cpu_has(DJ_CONV_PATH_WINOGRAD_AVX512) ? "winograd-avx512"
+                       : dj_conv_path_cpu_has(DJ_CONV_PATH_WINOGRAD_AVX2) ? "winograd-avx2"
+                                                                          : "direct";
+    CHECK(!strcmp(dj_conv_path_name(), best));
+}
+
+/* ------------------------------------------------------------ the CLI */
+
+static char dmvjnd_bin[4096], cli_out[8192];
+
+/* Runs `[env] dmvjnd args...` (args NULL-terminated); stdout and stderr
+ * together land in cli_out. Returns the exit code. */
+static int run_cli(const char *env, const char *const *args) {
+    char out_path[] = "/tmp/dj_test_winograd.XXXXXX";
+    int fd = mkstemp(out_path);
+    if (fd < 0) return -1;
+    char *argv[32], *envp[] = {(char *)env, NULL};
+    int argc = 0;
+    argv[argc++] = dmvjnd_bin;
+    while (*args && argc < 31) argv[argc++] = (char *)*args++;
+    argv[argc] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, dmvjnd_bin, &fa, NULL, argv, env ? envp : (char *[]){NULL});
+    posix_spawn_file_actions_destroy(&fa);
+    int status = 0;
+    if (rc == 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+    ssize_t n = pread(fd, cli_out, sizeof cli_out - 1, 0);
+    cli_out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(out_path);
+    if (rc != 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+#define BENCH_ARGS "bench", "--model", "resnet20", "--batch", "2", "--mode", "infer", "--warmup", "0", "--runs", "1", \
+                   "--steps", "1", "--threads", "1", "--json"
+
+/* `dmvjnd --conv`: a bad name exits 2 with the names; a forced path shows
+ * in bench --json, or exits 2 naming the missing CPU feature. */
+static void test_cli_conv(void) {
+    CHECK(run_cli(NULL, (const char *[]){"--conv", "bogus", "bench", NULL}) == 2);
+    CHECK(strstr(cli_out, "unknown convolution path 'bogus' (winograd, winograd-avx2, winograd-avx512 or direct)"));
+    static const char *const forced[] = {"winograd-avx2", "winograd-avx512", "direct"};
+    static const dj_conv_path_id ids[] = {DJ_CONV_PATH_WINOGRAD_AVX2, DJ_CONV_PATH_WINOGRAD_AVX512,
+                                          DJ_CONV_PATH_DIRECT};
+    for (int i = 0; i < 3; i++) {
+        int rc = run_cli(NULL, (const char *[]){"--conv", forced[i], BENCH_ARGS, NULL});
+        char want[64];
+        snprintf(want, sizeof want, "\"conv_path\": \"%s\"", forced[i]);
+        if (dj_conv_path_cpu_has(ids[i])) {
+            CHECK(rc == 0);
+            CHECK(strstr(cli_out, want) != NULL);
+        } else {
+            CHECK(rc == 2);
+            CHECK(strstr(cli_out, "this CPU lacks") != NULL);
+        }
+        if (rc != (dj_conv_path_cpu_has(ids[i]) ? 0 : 2)) fprintf(stderr, "dmvjnd --conv %s: %s\n", forced[i], cli_out);
+    }
+}
+
+/* DMVJND_CONV: a bad value exits 2 naming the variable; a good one shows in
+ * bench --json; --conv overrides it. */
+static void test_env_conv(void) {
+    CHECK(run_cli("DMVJND_CONV=sideways", (const char *[]){BENCH_ARGS, NULL}) == 2);
+    CHECK(strstr(cli_out, "DMVJND_CONV: unknown convolution path 'sideways'") != NULL);
+    CHECK(run_cli("DMVJND_CONV=direct", (const char *[]){BENCH_ARGS, NULL}) == 0);
+    CHECK(strstr(cli_out, "\"conv_path\": \"direct\"") != NULL);
+    if (dj_conv_path_cpu_has(DJ_CONV_PATH_WINOGRAD_AVX2)) {
+        CHECK(run_cli("DMVJND_CONV=direct", (const char *[]){"--conv", "winograd-avx2", BENCH_ARGS, NULL}) == 0);
+        CHECK(strstr(cli_out, "\"conv_path\": \"winograd-avx2\"") != NULL);
+    }
+}
+
+/* Runs the per-path suite on `path` (a dj_conv_set_path name) if the CPU has
+ * it; else prints a SKIP line and runs nothing. */
+static void run_suite(const char *path, dj_conv_path_id id, const char *suffix, const char *feature) {
+    if (!dj_conv_path_cpu_has(id)) {
+        printf("SKIP %s: CPU lacks %s\n", path, feature);
+        return;
+    }
+    printf("== %s ==\n", path);
+    CHECK_OK(dj_conv_set_path(path));
+    isa_suffix = suffix;
+    RUN(test_runs_path);
     RUN(test_awkward);
     RUN(test_elementwise);
     RUN(test_gradcheck);
@@ -605,5 +792,24 @@ int main(void) {
     RUN(test_threads);
     RUN(test_bad_args);
     RUN(test_conv_routing);
+}
+
+int main(void) {
+    run_suite("winograd-avx2", DJ_CONV_PATH_WINOGRAD_AVX2, "_avx2", "avx2/fma");
+    run_suite("winograd-avx512", DJ_CONV_PATH_WINOGRAD_AVX512, "_avx512", "avx512f/bw/vl/dq");
+    if (dj_conv_path_cpu_has(DJ_CONV_PATH_WINOGRAD_AVX2) && dj_conv_path_cpu_has(DJ_CONV_PATH_WINOGRAD_AVX512))
+        RUN(test_paths_agree);
+    else
+        printf("SKIP avx2 vs avx512: CPU lacks one of them\n");
+    RUN(test_path_api);
+    const char *build = getenv("BUILD");
+    snprintf(dmvjnd_bin, sizeof dmvjnd_bin, "%s/dmvjnd", build && *build ? build : "build");
+    if (access(dmvjnd_bin, X_OK) == 0) {
+        RUN(test_cli_conv);
+        RUN(test_env_conv);
+    } else {
+        fprintf(stderr, "test_winograd: %s not found (run from the repository root after make)\n", dmvjnd_bin);
+        check_tests_failed++;
+    }
     return check_report("test_winograd");
 }
