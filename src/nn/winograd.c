@@ -247,6 +247,8 @@ int dj_wino_backward_data(dj_wino *o, const dj_tensor *dy, const float *w, dj_te
 }
 
 
+/* ------------------------------------------------------ backward-weights */
+
 /* Tiles per block of backward-weights: V and Z of a block take ~192 KiB
  * (they are read back once per position while hot), at least 16 tiles so
  * that each pass over the sums S[p] does some work, at most 96. Every block
