@@ -2,8 +2,9 @@
 # Runs `dmvjnd bench` and its PyTorch peer (bench/bench_torch.py) on the same
 # model and batch, alternating in this one script, and prints both figures
 # (medians of ROUNDS rounds, default 3) and the ratio.
-# Usage: [ROUNDS=3] bench/compare.sh [model|all] [batch]
-# ("all": the four JND classifiers, one after the other).
+# Usage: [ROUNDS=3] [DMVJND_CONV=path] bench/compare.sh [model|all] [batch]
+# ("all": the four JND classifiers, one after the other; DMVJND_CONV forces
+# dmvjnd's convolution path, e.g. winograd-avx2 on an AVX-512 machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-resnet20}
@@ -29,10 +30,10 @@ rest = [json.loads(a) for a in sys.argv[1:]]
 n = len(rest) // 2
 cs, ts = rest[:n], rest[n:]
 c, t = cs[0], ts[0]
-print("model %s, batch %d, %d threads; PyTorch %s; %d alternating rounds, medians" % (c["model"], c["batch"],
-                                                                                    c["threads"], t["torch"], n))
+print("model %s, batch %d, %d threads, dmvjnd conv path %s; PyTorch %s; %d alternating rounds, medians"
+      % (c["model"], c["batch"], c["threads"], c.get("conv_path", "?"), t["torch"], n))
 print("%-6s %12s %12s %8s   %s" % ("", "dmvjnd", "pytorch", "ratio", "ratio of each round"))
-out = {"dmvjnd": cs, "pytorch": ts}
+out = {"conv_path": c.get("conv_path"), "dmvjnd": cs, "pytorch": ts}
 for k, name in (("train_img_per_s", "train"), ("infer_img_per_s", "infer")):
     cr, tr = [x[k] for x in cs], [x[k] for x in ts]
     cm, tm = statistics.median(cr), statistics.median(tr)
