@@ -2,7 +2,8 @@
 # Runs `dmvjnd bench` and its PyTorch peer (bench/bench_torch.py) on the same
 # model and batch, alternating in this one script, and prints both figures
 # (medians of ROUNDS rounds, default 3) and the ratio.
-# Usage: [ROUNDS=3] [DMVJND_CONV=path] bench/compare.sh [model|all] [batch]
+# Usage: [ROUNDS=3] [RUNS=5 STEPS=5 WARMUP=3] [DMVJND_CONV=path] bench/compare.sh [model|all] [batch]
+# (RUNS/STEPS/WARMUP: timed runs, steps per run and untimed steps, the same on both sides)
 # ("all": the four JND classifiers, one after the other; DMVJND_CONV forces
 # dmvjnd's convolution path, e.g. winograd-avx2 on an AVX-512 machine).
 set -euo pipefail
@@ -15,14 +16,15 @@ if [ "$model" = all ]; then
 fi
 py=${PYTHON:-/usr/bin/python3}
 rounds=${ROUNDS:-3}
+reps=(--runs "${RUNS:-5}" --steps "${STEPS:-5}" --warmup "${WARMUP:-3}")
 # dmvjnd and PyTorch alternate for ROUNDS rounds and each side reports the
 # median of its rounds: on a shared machine one slow moment would otherwise
 # decide a single-shot ratio (single runs of resnet20 inference gave 1.85x to
 # 2.70x within an hour).
 cs=() ts=()
 for ((r = 0; r < rounds; r++)); do
-    cs+=("$(build/dmvjnd bench --model "$model" --batch "$batch" --json)")
-    ts+=("$($py bench/bench_torch.py --model "$model" --batch "$batch")")
+    cs+=("$(build/dmvjnd bench --model "$model" --batch "$batch" "${reps[@]}" --json)")
+    ts+=("$($py bench/bench_torch.py --model "$model" --batch "$batch" "${reps[@]}")")
 done
 $py - "${cs[@]}" "${ts[@]}" <<'PY'
 import json, statistics, sys
