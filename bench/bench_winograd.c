@@ -1,5 +1,8 @@
 /* Winograd F(4x4, 3x3) (src/nn/winograd*.c), AVX2 and AVX-512 paths,
- * against oneDNN's direct kernel (dj_conv_* with desc.winograd = 0) on the
+ * against oneDNN's direct kernel (dj_conv_* under the "direct" path) and
+ * oneDNN's own Winograd (the backend, src/backend/dnnl.c, asked for
+ * dnnl_convolution_winograd; it exists for avx512_core only and falls back to
+ * the direct kernel elsewhere: the implementation name says which) on the
  * 3x3 stride-1 layers of ResNet-20, VGG-11-BN and AlexNet (CIFAR sizes):
  * forward, backward-data and backward-weights.
  *
@@ -21,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend/dnnl_conv.h"
+#include "dmvjnd/conv_path.h"
 #include "dmvjnd/dmvjnd.h"
 #include "nn/winograd.h"
 
@@ -40,8 +45,8 @@ static void fill(float *p, size_t n, unsigned seed) {
     }
 }
 
-enum { ONEDNN, AVX2, AVX512, NKIND };
-static const char *kind_name[NKIND] = {"oneDNN direct", "winograd F4 avx2", "winograd F4 avx512"};
+enum { ONEDNN, ONEDNN_WINO, AVX2, AVX512, NKIND };
+static const char *kind_name[NKIND] = {"oneDNN direct", "oneDNN winograd", "winograd F4 avx2", "winograd F4 avx512"};
 static const char *pass_name[3] = {"forward", "backward-data", "backward-weights"};
 
 /* {h = w, cin, cout, model} */
@@ -61,6 +66,10 @@ int main(int argc, char **argv) {
     int only = argc > 4 ? atoi(argv[4]) : -1;
     if (argc > 5 && !strcmp(argv[5], "cpu")) clock_id = CLOCK_PROCESS_CPUTIME_ID;
     dj_set_num_threads(threads);
+    if (dj_conv_set_path("direct")) { /* dj_conv_* below: oneDNN's direct kernel */
+        fprintf(stderr, "%s\n", dj_last_error());
+        return 1;
+    }
     printf("threads %d, batch %d, best of %d, %s time\n", dj_get_num_threads(), batch, reps,
            clock_id == CLOCK_MONOTONIC ? "wall" : "CPU");
     for (int l = 0; l < (int)(sizeof layers / sizeof *layers); l++) {
@@ -81,13 +90,16 @@ int main(int argc, char **argv) {
         fill(b, (size_t)cout, 4);
         for (size_t i = 0; i < nw; i++) w[i] *= 0.2f;
         dj_conv_desc d = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .bias = 1};
+        dj_conv_desc dw_desc = d;
+        dw_desc.winograd = 1;
         dj_conv *c = NULL;
+        dj_bconv *cw = NULL;
         dj_wino *o[NKIND] = {NULL};
-        if (dj_conv_create(&c, &d)) {
+        if (dj_conv_create(&c, &d) || dj_bconv_create(&cw, &dw_desc)) {
             fprintf(stderr, "%s\n", dj_last_error());
             return 1;
         }
-        int have[NKIND] = {1, 0, 0};
+        int have[NKIND] = {1, 1, 0, 0};
         for (int k = AVX2; k <= AVX512; k++)
             have[k] = dj_wino_create(&o[k], cin, cout, 1, 0) == 0 && dj_wino_set_isa(o[k], k == AVX512) == 0;
         double best[NKIND][3];
@@ -102,6 +114,10 @@ int main(int argc, char **argv) {
                         rc = p == 0   ? dj_conv_forward(c, &x, w, b, &y)
                              : p == 1 ? dj_conv_backward_data(c, &dy, w, &dx, 0)
                                       : dj_conv_backward_weights(c, &x, &dy, dw, db);
+                    else if (k == ONEDNN_WINO)
+                        rc = p == 0   ? dj_bconv_forward(cw, &x, w, b, &y)
+                             : p == 1 ? dj_bconv_backward_data(cw, &dy, w, &dx, 0)
+                                      : dj_bconv_backward_weights(cw, &x, &dy, dw, db);
                     else
                         rc = p == 0   ? dj_wino_forward(o[k], &x, w, b, &y, 0, 0)
                              : p == 1 ? dj_wino_backward_data(o[k], &dy, w, &dx, 0)
@@ -114,8 +130,9 @@ int main(int argc, char **argv) {
                     if (r >= 2 && t < best[k][p]) best[k][p] = t;
                 }
         double flop = 2.0 * 9 * cin * cout * (double)hw * hw * batch;
-        printf("\n%s %dx%d %d->%d, n %d (%.0f MFLOP direct; oneDNN %s)\n", layers[l].net, hw, hw, cin, cout, batch,
-               flop * 1e-6, dj_conv_impl_name(c, 0));
+        printf("\n%s %dx%d %d->%d, n %d (%.0f MFLOP direct; oneDNN %s; oneDNN asked for Winograd: %s / %s / %s)\n",
+               layers[l].net, hw, hw, cin, cout, batch, flop * 1e-6, dj_conv_impl_name(c, 0),
+               dj_bconv_impl_name(cw, 0), dj_bconv_impl_name(cw, 1), dj_bconv_impl_name(cw, 2));
         printf("  %-20s %22s %22s %22s\n", "", pass_name[0], pass_name[1], pass_name[2]);
         for (int k = 0; k < NKIND; k++) {
             if (!have[k]) {
@@ -131,6 +148,7 @@ int main(int argc, char **argv) {
         }
         for (int k = AVX2; k <= AVX512; k++) dj_wino_destroy(o[k]);
         dj_conv_destroy(c);
+        dj_bconv_destroy(cw);
         dj_tensor_free(&x);
         dj_tensor_free(&y);
         dj_tensor_free(&dy);

@@ -16,6 +16,7 @@ if [ "$model" = all ]; then
 fi
 py=${PYTHON:-/usr/bin/python3}
 rounds=${ROUNDS:-3}
+reps=(--runs "${RUNS:-5}" --steps "${STEPS:-5}" --warmup "${WARMUP:-3}" --threads "${THREADS:-$(nproc)}")
 reps=(--runs "${RUNS:-5}" --steps "${STEPS:-5}" --warmup "${WARMUP:-3}")
 # dmvjnd and PyTorch alternate for ROUNDS rounds and each side reports the
 # median of its rounds: on a shared machine one slow moment would otherwise

@@ -42,16 +42,11 @@ WINO_INLINE __m256i lane_mask(int n) { return _mm256_loadu_si256((const __m256i 
 WINO_INLINE vf vf_loadn(const float *p, int n) { return _mm256_maskload_ps(p, lane_mask(n)); }
 WINO_INLINE void vf_storen(float *p, int n, vf a) { _mm256_maskstore_ps(p, lane_mask(n), a); }
 
+#define WINO_ISA "avx2"
+#define WINO_TABLE dj_wino_avx2_kernels
 #include "nn/winograd_simd.h"
 #include "nn/winograd_simd_bwdw.h"
 
-const dj_wino_kernels dj_wino_avx2_kernels = {
-    .isa = "avx2",
-    .lanes = VL,
-    .rows = MR,
-    .run = {run_thread_f2, run_thread_f4},
-    .run_w = {run_thread_w_f2, run_thread_w_f4},
-};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -44,16 +44,11 @@ WINO_INLINE __mmask16 lane_mask(int n) { return (__mmask16)((1u << n) - 1u); }
 WINO_INLINE vf vf_loadn(const float *p, int n) { return _mm512_maskz_loadu_ps(lane_mask(n), p); }
 WINO_INLINE void vf_storen(float *p, int n, vf a) { _mm512_mask_storeu_ps(p, lane_mask(n), a); }
 
+#define WINO_ISA "avx512"
+#define WINO_TABLE dj_wino_avx512_kernels
 #include "nn/winograd_simd.h"
 #include "nn/winograd_simd_bwdw.h"
 
-const dj_wino_kernels dj_wino_avx512_kernels = {
-    .isa = "avx512",
-    .lanes = VL,
-    .rows = MR,
-    .run = {run_thread_f2, run_thread_f4},
-    .run_w = {run_thread_w_f2, run_thread_w_f4},
-};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -11,6 +11,8 @@
  *   vf_fma (a*b + c), vf_fnma (c - a*b), vf_relu, vf_loadn / vf_storen
  *   (the first n < VL lanes, nothing past them touched)
  *   WINO_INLINE
+ *   WINO_ISA, WINO_TABLE   the name of the instruction set ("avx2") and of
+ *              the dj_wino_kernels table winograd_simd_bwdw.h defines
  * and compiles it for its instruction set (target pragma). Everything here
  * is static: each compilation is private to its file.
  *

@@ -1,6 +1,7 @@
 /* Winograd backward-weights kernel: the SIMD template behind
  * winograd_avx2.c and winograd_avx512.c, included after winograd_simd.h
- * (whose macros, transforms and GEMM micro-kernel it uses). */
+ * (whose macros, transforms and GEMM micro-kernel it uses), and the kernel
+ * table of the compilation: WINO_TABLE, named "WINO_ISA". */
 #ifndef DMVJND_NN_WINOGRAD_SIMD_BWDW_H
 #define DMVJND_NN_WINOGRAD_SIMD_BWDW_H
 
@@ -241,5 +242,13 @@ static void run_thread_w_f4(const dj_wino *o, const dj_wino_wjob *jb, int tb, in
 static void run_thread_w_f2(const dj_wino *o, const dj_wino_wjob *jb, int tb, int tid, int nth) {
     run_thread_w(4, o, jb, tb, tid, nth);
 }
+
+const dj_wino_kernels WINO_TABLE = {
+    .isa = WINO_ISA,
+    .lanes = VL,
+    .rows = MR,
+    .run = {run_thread_f2, run_thread_f4},
+    .run_w = {run_thread_w_f2, run_thread_w_f4},
+};
 
 #endif
