@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "dmvjnd/budget.h"
+#include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
 #include "data/namm_ref.h"
 
@@ -239,6 +240,54 @@ static void test_errors(void) {
     CHECK(e[0] == 0 && e[1] == 0 && e[2] == 0 && e[3] == 0);
 }
 
+/* On real images (CIFAR-10 test records 0..199, bit-exact ones; needs
+ * $DMVJND_DATA): the mean JND in levels and the PSNR of x + JND with a random
+ * sign per value (rounded, clamped), printed for the record. Human JND
+ * profiles are reported to tolerate noise at roughly 25-35 dB PSNR; the
+ * checks only guard against a broken map. */
+static void test_cifar_figures(void) {
+    const char *env = getenv("DMVJND_DATA");
+    if (!env || !*env) {
+        printf("test_hvs_jnd: SKIP CIFAR-10 figures (DMVJND_DATA not set)\n");
+        return;
+    }
+    dj_cifar10 ds;
+    dj_cifar10_opts o = {0, 200, 0};
+    int st = dj_cifar10_load(&ds, dj_cifar10_default_dir(), "test", &o);
+    CHECK_OK(st);
+    if (st) return;
+    dj_rng r;
+    dj_rng_seed(&r, 2005);
+    float jnd[1024];
+    double jsum = 0, jmin = 1e9, jmax = 0, sse = 0, psnr_sum = 0;
+    for (int i = 0; i < ds.n; i++) {
+        const uint8_t *x = ds.pixels + (size_t)i * 3072;
+        CHECK_OK(dj_hvs_jnd_namm(x, 32, 32, jnd));
+        double isse = 0;
+        for (int p = 0; p < 1024; p++) {
+            jsum += jnd[p];
+            if (jnd[p] < jmin) jmin = jnd[p];
+            if (jnd[p] > jmax) jmax = jnd[p];
+            for (int c = 0; c < 3; c++) {
+                double v = x[3 * p + c] + ((dj_rng_u64(&r) >> 63) ? jnd[p] : -jnd[p]);
+                v = floor(v + 0.5);
+                v = v < 0 ? 0 : v > 255 ? 255 : v;
+                isse += (v - x[3 * p + c]) * (v - x[3 * p + c]);
+            }
+        }
+        sse += isse;
+        psnr_sum += 10 * log10(255.0 * 255.0 / (isse / 3072));
+    }
+    double mean_j = jsum / (1024.0 * ds.n), psnr = 10 * log10(255.0 * 255.0 / (sse / (3072.0 * ds.n)));
+    printf("test_hvs_jnd: CIFAR-10 test 0..%d: NAMM JND mean %.3f levels (min %.3f, max %.3f); "
+           "x +- JND (random sign per value): PSNR %.2f dB over the set, mean per image %.2f dB\n",
+           ds.n - 1, mean_j, jmin, jmax, psnr, psnr_sum / ds.n);
+    CHECK(mean_j > 3 && mean_j < 30);
+    CHECK(jmin >= 3 * 0.7 && jmax < 100);
+    CHECK(psnr > 15 && psnr < 45);
+    dj_cifar10_free(&ds);
+}
+
 int main(void) {
     RUN(test_hand_edge);
     RUN(test_flat);
@@ -248,5 +297,6 @@ int main(void) {
     RUN(test_contrast_monotone);
     RUN(test_sizes);
     RUN(test_errors);
+    RUN(test_cifar_figures);
     return check_report("test_hvs_jnd");
 }
