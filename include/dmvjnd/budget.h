@@ -92,8 +92,8 @@ int dj_rd_rate_at(const dj_rd_point *curve, int n, double quality, double *rate)
  * slopes d[0..n) at strictly increasing x with values y. n >= 2.
  * Returns 0 or DJ_EINVAL (n < 2, x not strictly increasing or not finite). */
 int dj_pchip_slopes(const double *x, const double *y, int n, double *d);
-/* The cubic Hermite interpolant with those slopes at xq (clamped to the end
- * segments' polynomials outside [x0, x_{n-1}]). */
+/* The cubic Hermite interpolant with those slopes at xq, n >= 2 (outside
+ * [x0, x_{n-1}] the end segments' polynomials are extended). */
 double dj_pchip_eval(const double *x, const double *y, const double *d, int n, double xq);
 
 #ifdef __cplusplus
