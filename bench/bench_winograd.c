@@ -54,7 +54,7 @@ static const struct {
     int hw, cin, cout;
     const char *net;
 } layers[] = {
-    {32, 16, 16, "resnet20"}, {16, 32, 32, "resnet20"}, {8, 64, 64, "resnet20"},  {16, 48, 96, "vgg11bn"},
+    {32, 16, 16, "resnet20"}, {16, 32, 32, "resnet20"}, {8, 64, 64, "resnet20"},  {32, 3, 48, "vgg11bn"}, {16, 48, 96, "vgg11bn"},
     {8, 96, 192, "vgg11bn"},  {8, 192, 192, "vgg11bn"}, {4, 192, 256, "vgg11bn"}, {4, 256, 256, "vgg11bn"},
     {16, 64, 128, "alexnet"}, {8, 128, 192, "alexnet"}, {8, 192, 128, "alexnet"}, {4, 128, 128, "alexnet"},
 };
