@@ -23,8 +23,10 @@ struct dj_conv {
 
 /* The layers src/nn/winograd.c takes (see nn.h, dj_conv_desc.winograd).
  * Each pass needs >= 8 input channels (cin forward, cout backward-data):
- * with fewer, padding to 8 SIMD lanes wastes most of the Winograd work and
- * oneDNN's direct kernel is faster (measured 3-4 -> 16 channels: 0.5x). */
+ * with fewer, padding to 8 (AVX2) or 16 (AVX-512) SIMD lanes wastes most
+ * of the Winograd work and oneDNN's direct kernel is faster (measured 3-4 ->
+ * 16 channels: 0.5x; VGG-11-BN's 3 -> 48 forward: 0.6x AVX2, 0.5x AVX-512).
+ * The path "direct" (include/dmvjnd/conv_path.h) turns the kernel off. */
 static int use_own_winograd(const dj_conv_desc *d, dj_conv_path_id path) {
     return path != DJ_CONV_PATH_DIRECT && d->winograd && !d->transposed && d->k == 3 && d->stride == 1 &&
            d->pad == 1;
