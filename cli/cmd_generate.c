@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
@@ -237,6 +238,11 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_fail("generate", st_rc);
         goto done;
     }
+    if ((st_rc = dj_jnd_generator_set_batch(g, batch))) {
+        rc = cli_fail("generate", st_rc);
+        dj_jnd_generator_destroy(g);
+        goto done;
+    }
     out_files o = {.dir = out, .gain = (float)gain, .g = g, .json_on = json, .keep_labels = keep};
     char csv_path[4096];
     snprintf(csv_path, sizeof csv_path, "%s/results.csv", out);
@@ -284,6 +290,8 @@ int cmd_generate(int argc, char **argv) {
             dj_jw_key(&o.json, "backed_off");
             dj_jw_int(&o.json, o.backed_off);
         }
+        dj_jw_key(&o.json, "peak_rss_bytes");
+        dj_jw_uint(&o.json, (uint64_t)dj_peak_rss_bytes());
         dj_jw_end_object(&o.json);
         char *text = NULL;
         if (!st_rc && !dj_jw_finish(&o.json, &text, NULL)) printf("%s\n", text);

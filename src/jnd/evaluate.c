@@ -18,6 +18,11 @@
 #define HAVE_HVS_JND 1
 #endif
 #endif
+#ifdef HAVE_HVS_JND
+#define HVS_ON 1
+#else
+#define HVS_ON 0 /* built without the human-vision JND: that test reads NaN */
+#endif
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_eval.h"
@@ -85,9 +90,11 @@ static void finish(const acc *a, int K, const dj_jnd_eval_config *cfg, dj_jnd_ev
             s->homogeneity_rca_mean[j] = rcas(a->homo_kept[j], a->n, K, s->homogeneity_rca[j]);
             s->homogeneity_psnr_db[j] = a->n ? a->homo_psnr[j] / a->n : NAN;
         }
-    if (cfg->shaped) {
+    if (cfg->shaped && HVS_ON) {
         s->hvs_rca_mean = rcas(a->hvs_kept, a->n, K, s->hvs_rca);
         s->hvs_psnr_db = a->n ? a->hvs_psnr / a->n : NAN;
+    }
+    if (cfg->shaped) {
         s->camshaped_rca_mean = rcas(a->cam_kept, a->n, K, s->camshaped_rca);
         s->camshaped_psnr_db = a->n ? a->cam_psnr / a->n : NAN;
     }
@@ -207,16 +214,14 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
     if (!g || !ds || !ds->pixels || !all) return dj_error(DJ_EINVAL, "jnd evaluate: NULL argument");
     if (ds->n < 1) return dj_error(DJ_EINVAL, "jnd evaluate: no images");
     dj_jnd_eval_config cfg = cfg_in ? *cfg_in : dj_jnd_eval_defaults();
-#ifndef HAVE_HVS_JND
-    cfg.shaped = 0; /* built without the human-vision JND */
-#endif
     const int B = cfg.batch > 0 ? cfg.batch : 200, K = dj_jnd_generator_count(g);
     /* slot[v]: position of variant v in the stack, -1 when not asked for */
     int slot[V_COUNT], V = 0;
     for (int v = 0; v < V_COUNT; v++) {
         int on = v == V_FLOAT ? cfg.unclipped
                  : v == V_WGN ? cfg.wgn
-                 : v == V_HVS || v == V_CAM ? cfg.shaped
+                 : v == V_HVS ? cfg.shaped && HVS_ON
+                 : v == V_CAM ? cfg.shaped
                  : cfg.homogeneity;
         slot[v] = on ? V++ : -1;
     }
@@ -324,6 +329,8 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
                 if (slot[V_HVS] >= 0) {
                     add_kept(a->hvs_kept, res[i].before, LAB(V_HVS), K, NULL);
                     a->hvs_psnr += PSNR_AT(V_HVS);
+                }
+                if (slot[V_CAM] >= 0) {
                     add_kept(a->cam_kept, res[i].before, LAB(V_CAM), K, NULL);
                     a->cam_psnr += PSNR_AT(V_CAM);
                 }

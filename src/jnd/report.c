@@ -57,6 +57,8 @@ static void json_stats(dj_jw *w, const dj_jnd_eval_report *r, const char *key, c
         json_per_classifier(w, r, s->hvs_rca);
         dj_jw_key(w, "hvs_noise_psnr_db");
         dj_jw_double(w, s->hvs_psnr_db);
+    }
+    if (!isnan(s->camshaped_rca_mean)) {
         dj_jw_key(w, "cam_noise_rca_mean");
         dj_jw_double(w, s->camshaped_rca_mean);
         dj_jw_key(w, "cam_noise_rca_per_classifier");
@@ -177,6 +179,8 @@ static void md_stats(sbuf *b, const dj_jnd_eval_report *r, const char *title, co
         for (int k = 0; k < K; k++) pct(b, s->hvs_rca[k]);
         pct(b, s->hvs_rca_mean);
         put(b, " %.2f |\n", s->hvs_psnr_db);
+    }
+    if (!isnan(s->camshaped_rca_mean)) {
         put(b, "| RCA, x + noise shaped by 1 - CAM, same PSNR as x + e |");
         for (int k = 0; k < K; k++) pct(b, s->camshaped_rca[k]);
         pct(b, s->camshaped_rca_mean);
