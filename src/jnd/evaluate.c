@@ -12,18 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__has_include)
-#if __has_include("dmvjnd/budget.h")
 #include "dmvjnd/budget.h"
-#define HAVE_HVS_JND 1
-#endif
-#endif
-#ifdef HAVE_HVS_JND
-#define HVS_ON 1
-#else
-#define HVS_ON 0 /* built without the human-vision JND: that test reads NaN */
-#endif
-
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_eval.h"
 
@@ -90,7 +79,7 @@ static void finish(const acc *a, int K, const dj_jnd_eval_config *cfg, dj_jnd_ev
             s->homogeneity_rca_mean[j] = rcas(a->homo_kept[j], a->n, K, s->homogeneity_rca[j]);
             s->homogeneity_psnr_db[j] = a->n ? a->homo_psnr[j] / a->n : NAN;
         }
-    if (cfg->shaped && HVS_ON) {
+    if (cfg->shaped) {
         s->hvs_rca_mean = rcas(a->hvs_kept, a->n, K, s->hvs_rca);
         s->hvs_psnr_db = a->n ? a->hvs_psnr / a->n : NAN;
     }
@@ -220,7 +209,7 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
     for (int v = 0; v < V_COUNT; v++) {
         int on = v == V_FLOAT ? cfg.unclipped
                  : v == V_WGN ? cfg.wgn
-                 : v == V_HVS ? cfg.shaped && HVS_ON
+                 : v == V_HVS ? cfg.shaped
                  : v == V_CAM ? cfg.shaped
                  : cfg.homogeneity;
         slot[v] = on ? V++ : -1;
@@ -270,13 +259,15 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
                 PSNR_AT(V_WGN) = dj_psnr_u8(xi, alt, NB);
                 u8_to_unit(alt, NB, AT(V_WGN));
             }
-#ifdef HAVE_HVS_JND
             if (slot[V_HVS] >= 0) {
-                if (dj_hvs_jnd_namm(xi, H, H, amp)) failed = DJ_ENOMEM;
+                int hr = dj_hvs_jnd_namm(xi, H, H, amp);
+                if (hr) {
+                    failed = hr;
+                    memset(amp, 0, HW * sizeof *amp); /* no noise; the batch fails below */
+                }
                 PSNR_AT(V_HVS) = dj_jnd_shaped_noise_u8(xi, hi, amp, H, H, cfg.seed, 1, record, z, alt);
                 u8_to_unit(alt, NB, AT(V_HVS));
             }
-#endif
             if (slot[V_CAM] >= 0) {
                 const float *c = cam + (size_t)i * HW;
                 for (size_t p = 0; p < HW; p++) amp[p] = 1.f - c[p];
@@ -296,7 +287,7 @@ int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval
 #undef PSNR_AT
         }
         if (failed) {
-            rc = dj_error(failed, "jnd evaluate: the human-vision JND map failed: out of memory");
+            rc = dj_error(failed, "jnd evaluate: the human-vision JND map failed: %s", dj_last_error());
             break;
         }
         if (V && (rc = dj_jnd_generator_classify_f32(g, stack, V * n, H, H, lab))) break;
