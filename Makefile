@@ -88,11 +88,12 @@ parity-jnd: $(BUILD)/tools/jnd_dump
 TORCH_TESTS := $(sort $(wildcard tests/torch/test_*.sh))
 PYTHON  ?= /usr/bin/python3
 
-# Runs every test program, and the PyTorch parity checks when torch exists.
+# Runs every test program, the install test (tests/test_install.sh), and the
+# PyTorch parity checks when torch exists.
 check: all $(TESTS) $(TOOLS)
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then t="$(TORCH_TESTS)"; \
 	 else echo "note: PyTorch not installed, parity checks skipped"; t=""; fi; \
-	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) $$t
+	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) tests/test_install.sh $$t
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
