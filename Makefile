@@ -92,6 +92,8 @@ PYTHON  ?= /usr/bin/python3
 # PyTorch parity checks when torch exists.
 check: all $(TESTS) $(TOOLS)
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then t="$(TORCH_TESTS)"; \
+	 elif [ "$${DMVJND_REQUIRE_ALL:-0}" = 1 ] && [ "$${DMVJND_NO_TORCH:-0}" != 1 ]; then \
+	   echo "DMVJND_REQUIRE_ALL=1: PyTorch is not installed, the parity checks cannot run (DMVJND_NO_TORCH=1 leaves them out)"; exit 1; \
 	 else echo "note: PyTorch not installed, parity checks skipped"; t=""; fi; \
 	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) tests/test_install.sh $$t
 

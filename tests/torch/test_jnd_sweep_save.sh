@@ -6,7 +6,8 @@
 # 0.05 dB), with weights moved from the --init file and metadata naming this run.
 data=${DMVJND_DATA:-data/cifar-10-batches-bin}
 if [ ! -f "$data/test_batch.bin" ]; then
-    echo "test_jnd_sweep_save: no CIFAR-10 in $data, skipped"; exit 0
+    echo "SKIP test_jnd_sweep_save: no CIFAR-10 in $data"
+    echo "test_jnd_sweep_save: 0 passed, 0 failed, 1 skipped"; exit 0
 fi
 make -s "${BUILD:-build}/dmvjnd" >/dev/null || exit 1
 t=$(mktemp -d)
