@@ -95,7 +95,7 @@ check: all $(TESTS) $(TOOLS)
 	 elif [ "$${DMVJND_REQUIRE_ALL:-0}" = 1 ] && [ "$${DMVJND_NO_TORCH:-0}" != 1 ]; then \
 	   echo "DMVJND_REQUIRE_ALL=1: PyTorch is not installed, the parity checks cannot run (DMVJND_NO_TORCH=1 leaves them out)"; exit 1; \
 	 else echo "note: PyTorch not installed, parity checks skipped"; t=""; fi; \
-	 BUILD=$(BUILD) sh tests/run.sh $(TESTS) tests/test_install.sh $$t
+	 BUILD=$(BUILD) OPT="$(OPT)" SAN="$(SAN)" sh tests/run.sh $(TESTS) tests/test_install.sh $$t
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check

@@ -10,10 +10,12 @@
 #
 # The build is copied to a temporary BUILD so that installing under another
 # PREFIX (which recompiles the one object that holds the models' folder)
-# leaves the tree's own build untouched.
+# leaves the tree's own build untouched; OPT and SAN (set by make check, e.g.
+# under make asan) compile that object as the rest was.
 cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
 build=${BUILD:-build}
+flags="OPT=${OPT:--O3}"
 passed=0; failed=0; skipped=0
 pass() { passed=$((passed + 1)); }
 fail() { echo "test_install: FAIL $1"; [ -n "$2" ] && printf '%s\n' "$2" | sed 's/^/    /'; failed=$((failed + 1)); }
@@ -26,7 +28,7 @@ for f in src cli gen libdmvjnd.a libdmvjnd.so dmvjnd; do
     [ -e "$build/$f" ] && cp -a "$build/$f" "$tmp/build/"
 done
 unset DMVJND_MODELS DESTDIR
-if ! out=$(make -s install PREFIX="$tmp/p" BUILD="$tmp/build" 2>&1); then
+if ! out=$(make -s install PREFIX="$tmp/p" BUILD="$tmp/build" "$flags" SAN="${SAN:-}" 2>&1); then
     fail "make install PREFIX=$tmp/p" "$out"
     report
 fi
@@ -100,12 +102,12 @@ else fail "DMVJND_MODELS is searched first (exit $rc, want 3)" "$out"; fi
 
 # 6. Uninstall removes the models and the program.
 cd "$repo" || exit 1
-if ! out=$(make -s uninstall PREFIX="$tmp/p" BUILD="$tmp/build" 2>&1); then fail "make uninstall" "$out"
+if ! out=$(make -s uninstall PREFIX="$tmp/p" BUILD="$tmp/build" "$flags" SAN="${SAN:-}" 2>&1); then fail "make uninstall" "$out"
 elif [ -e "$tmp/p/share/dmvjnd" ] || [ -e "$bin" ]; then fail "make uninstall left $(ls -R "$tmp/p" | head -5)"
 else pass; fi
 
 # 7. DESTDIR stages under another root; the folder compiled in is PREFIX's.
-if ! out=$(make -s install DESTDIR="$tmp/stage" PREFIX=/opt/dmvjnd-test BUILD="$tmp/build" 2>&1); then
+if ! out=$(make -s install DESTDIR="$tmp/stage" PREFIX=/opt/dmvjnd-test BUILD="$tmp/build" "$flags" SAN="${SAN:-}" 2>&1); then
     fail "make install DESTDIR=... PREFIX=/opt/dmvjnd-test" "$out"
 elif [ ! -f "$tmp/stage/opt/dmvjnd-test/share/dmvjnd/models/jnd_v1.0.safetensors" ]; then
     fail "DESTDIR install: no $tmp/stage/opt/dmvjnd-test/share/dmvjnd/models/jnd_v1.0.safetensors"

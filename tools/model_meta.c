@@ -117,7 +117,12 @@ int main(int argc, char **argv) {
         if (dj_st_metadata_at(in, i, &k, &v) || meta_set(&m, k, v)) return fail("cannot read the metadata");
     }
     if (argc == 2) {
-        for (int i = 0; i < m.n; i++) printf("%s=%s\n", m.key[i], m.val[i]);
+        for (int i = 0; i < m.n; i++) {
+            printf("%s=%s\n", m.key[i], m.val[i]);
+            free(m.key[i]);
+            free(m.val[i]);
+        }
+        dj_st_close(in);
         return 0;
     }
     const char *out = argv[2];
