@@ -240,9 +240,10 @@ static void test_errors(void) {
     CHECK(e[0] == 0 && e[1] == 0 && e[2] == 0 && e[3] == 0);
 }
 
-/* On real images (CIFAR-10 test records 0..199, bit-exact ones; needs
- * the default data folder or $DMVJND_DATA; skipped without it): the mean JND in levels and the PSNR of x + JND with a random
- * sign per value (rounded, clamped), printed for the record. Human JND
+/* On real images (CIFAR-10 test records 0..199, bit-exact ones, from the
+ * default data folder or $DMVJND_DATA; skipped without them): the mean JND
+ * in levels and the PSNR of x + JND with a random sign per value (rounded,
+ * clamped), printed for the record. Human JND
  * profiles are reported to tolerate noise at roughly 25-35 dB PSNR; the
  * checks only guard against a broken map. */
 static void test_cifar_figures(void) {
