@@ -16,7 +16,7 @@ runs=${3:-2}
 rounds=${ROUNDS:-2}
 py=${PYTHON:-/usr/bin/python3}
 threads=${THREADS:-$(nproc)}
-model=${MODEL:-models/jnd.safetensors}
+model=${MODEL:-models/jnd_v1.0.safetensors}
 export DMVJND_DATA=${DMVJND_DATA:-data/cifar-10-batches-bin}
 load0=$(cut -d' ' -f1 /proc/loadavg)
 cs=() ts=()

@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "default_models.h"
 #include "dmvjnd/bench.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
@@ -103,7 +104,7 @@ int cmd_bench(int argc, char **argv) {
     const char *mode = "both";
     int json = 0, threads = 0, help = 0;
     double jnd_width = 1;
-    const char *jnd_cls = NULL, *jnd_model = "models/jnd.safetensors", *cifar = NULL;
+    const char *jnd_cls = NULL, *jnd_model = NULL, *cifar = NULL;
     int images = 500;
     cfg.batch = 0; /* set below: the generator's default, or 128 */
     cli_opt opts[] = {
@@ -122,7 +123,7 @@ int cmd_bench(int argc, char **argv) {
         {"jnd-classifiers", OPT_STRING, &jnd_cls,
          "classifier weights files of the JND step, comma separated (default: 4 freshly initialised)", 1, 0},
         {"jnd-model", OPT_STRING, &jnd_model,
-         "--jnd generate: the DMV-JND model (default models/jnd.safetensors; its classifiers are the files it names)",
+         "--jnd generate: the DMV-JND model (default: the shipped one; its classifiers are the files it names)",
          1, 0},
         {"images", OPT_INT, &images, "--jnd generate: CIFAR-10 test images per run (default 500)", 1, 10000},
         {"cifar", OPT_STRING, &cifar, "--jnd generate: CIFAR-10 folder (default folder; random images if absent)", 1,
@@ -134,6 +135,7 @@ int cmd_bench(int argc, char **argv) {
     if (jnd_generate) {
         if (!cfg.batch) cfg.batch = DJ_JND_GENERATOR_BATCH;
         if (cfg.runs == dj_bench_defaults().runs) cfg.runs = 3;
+        if (!jnd_model && (rc = cli_default_jnd_model("bench", &jnd_model))) return rc;
         return bench_jnd_generate(&cfg, jnd_model, cifar, images, json, threads);
     }
     if (!cfg.batch) cfg.batch = dj_bench_defaults().batch;

@@ -21,7 +21,7 @@ n=${1:-100}
 out=${2:-demo}
 limit=${EVAL_LIMIT:-2000}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-model=models/jnd.safetensors
+model=models/jnd_v1.0.safetensors
 bin=build/dmvjnd
 [ -x "$bin" ] || { echo "demo: $bin is missing: run make first" >&2; exit 2; }
 if [ ! -f "$model" ]; then

@@ -2,7 +2,7 @@
 """JND evaluation in the PyTorch twin: the work of `dmvjnd eval` (src/jnd/evaluate.c) on the
 same test images, timed.
 
-    /usr/bin/python3 tools/torch/bench_jnd_eval.py [--model models/jnd.safetensors]
+    /usr/bin/python3 tools/torch/bench_jnd_eval.py [--model models/jnd_v1.0.safetensors]
         [--images 1000] [--batch 200] [--threads 2] [--cifar DIR] [--seed 1]
 
 Per batch: generation as tools/torch/bench_jnd_generate.py (labels and CAM of x, E-D, the
@@ -72,7 +72,7 @@ def shaped(x, xh, amp, gen):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/jnd.safetensors")
+    ap.add_argument("--model", default="models/jnd_v1.0.safetensors")
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--threads", type=int, default=os.cpu_count())

@@ -2,7 +2,7 @@
 """JND generation in the PyTorch twin: the same work as dj_jnd_generator_run
 (`dmvjnd bench --jnd generate`), timed on the same images.
 
-    /usr/bin/python3 tools/torch/bench_jnd_generate.py [--model models/jnd.safetensors]
+    /usr/bin/python3 tools/torch/bench_jnd_generate.py [--model models/jnd_v1.0.safetensors]
         [--images 500] [--batch 100] [--runs 3] [--threads 2] [--cifar DIR]
 
 Per batch of CIFAR-10 test images (the first --images records; random images
@@ -61,6 +61,8 @@ class Twin:
         self.std = torch.tensor([float(v) for v in meta.get("norm.std", "0.5,0.5,0.5").split(",")]).view(1, 3, 1, 1)
         self.nets = []
         for p in meta["jnd.classifiers"].split(","):
+            if not os.path.exists(p):  # names relative to the model's folder (dj_jnd_model_load)
+                p = os.path.join(os.path.dirname(model_path), os.path.basename(p))
             _, m = models.read_safetensors(p)
             net = models.build(m["arch"])
             models.load_safetensors(net, p)
@@ -117,7 +119,7 @@ class Twin:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/jnd.safetensors")
+    ap.add_argument("--model", default="models/jnd_v1.0.safetensors")
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
