@@ -8,9 +8,11 @@
 
 #include "args.h"
 #include "commands.h"
+#include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_eval.h"
+#include "default_models.h"
 #include "inputs.h"
 #include "util/progress.h"
 
@@ -55,10 +57,10 @@ int cmd_eval(int argc, char **argv) {
     if (rc) goto done;
     const char *model = NULL, *cifar = NULL, *split = "both", *out = NULL;
     int limit = 0, subset = 1000, json = 0, batch = 200, threads = 0, help = 0, no_wgn = 0, no_homo = 0;
-    int montage = 8, quiet = 0, no_float = 0;
+    int montage = 8, quiet = 0, no_float = 0, no_shaped = 0;
     double seed = 1, gain = 4;
     cli_opt opts[] = {
-        {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
+        {"model", OPT_STRING, &model, "trained DMV-JND model file (default: the shipped " DJ_MODEL_JND ")", 1, 0},
         {"classifier", OPT_STRING, NULL, "classifier weights file, repeated (default: the files the model names)",
          1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default: see docs/cli.md, Data)", 1, 0},
@@ -72,6 +74,8 @@ int cmd_eval(int argc, char **argv) {
         {"no-wgn", OPT_FLAG, &no_wgn, "skip the WGN test", 0, 0},
         {"no-homogeneity", OPT_FLAG, &no_homo, "skip the homogeneity test", 0, 0},
         {"no-float", OPT_FLAG, &no_float, "skip the RCA of the unclipped float x + e", 0, 0},
+        {"no-shaped", OPT_FLAG, &no_shaped, "skip the noise tests shaped by the human-vision JND and by the CAM", 0,
+         0},
         {"montage", OPT_INT, &montage, "test images in the montage (default 8; 0: none)", 0, 64},
         {"e-gain", OPT_FLOAT, &gain, "contrast of e in the montage (default 4)", 0.01, 100},
         {"batch", OPT_INT, &batch, "images per pass (default 200)", 1, 10000},
@@ -84,10 +88,6 @@ int cmd_eval(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!model) {
-        fprintf(stderr, "dmvjnd eval: --model FILE is required\n");
-        goto done;
-    }
     if (!out && !json) {
         fprintf(stderr, "dmvjnd eval: give --out DIR (report files), --json (stdout), or both\n");
         goto done;
@@ -98,6 +98,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "dmvjnd eval: --split must be train, test or both, not '%s'\n", split);
         goto done;
     }
+    if (!model && (rc = cli_default_jnd_model("eval", &model))) goto done;
     dj_set_num_threads(threads);
     int st_rc = DJ_OK;
     if (out && (st_rc = cli_prepare_out_dir(out))) {
@@ -117,6 +118,7 @@ int cmd_eval(int argc, char **argv) {
     cfg.wgn = !no_wgn;
     cfg.homogeneity = !no_homo;
     cfg.unclipped = !no_float;
+    cfg.shaped = !no_shaped;
     dj_jnd_eval_report rep = {.model_path = model, .gen = g, .seed = cfg.seed};
     prog_ctx pc = {.quiet = quiet};
     dj_progress_init(&pc.p, stderr, 30);
@@ -144,6 +146,7 @@ int cmd_eval(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     rep.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    rep.peak_rss_bytes = dj_peak_rss_bytes();
     char *js = NULL, *md = NULL;
     if (!st_rc) st_rc = dj_jnd_eval_json(&rep, &js);
     if (!st_rc) st_rc = dj_jnd_eval_markdown(&rep, &md);
@@ -154,9 +157,10 @@ int cmd_eval(int argc, char **argv) {
             printf("%s\n", js);
         } else {
             const dj_jnd_eval_stats *s = rep.has_test ? &rep.test : &rep.train;
-            printf("%s set: RCA %.2f%% (mean of %d classifiers), PSNR %.2f dB, WGN RCA %.2f%%; report: %s/report.md\n",
+            printf("%s set: RCA %.2f%% (mean of %d classifiers), PSNR %.2f dB; at the same energy: WGN RCA %.2f%%, "
+                   "HVS-shaped %.2f%%, CAM-shaped %.2f%%; report: %s/report.md\n",
                    rep.has_test ? "test" : "training", 100 * s->rca_mean, s->classifiers, s->psnr_db,
-                   100 * s->wgn_rca_mean, out);
+                   100 * s->wgn_rca_mean, 100 * s->hvs_rca_mean, 100 * s->camshaped_rca_mean, out);
         }
     }
     free(js);

@@ -7,10 +7,12 @@
 
 #include "args.h"
 #include "commands.h"
+#include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_generate.h"
+#include "default_models.h"
 #include "inputs.h"
 #include "io/json.h"
 
@@ -186,7 +188,7 @@ int cmd_generate(int argc, char **argv) {
     int offset = 0, limit = 0, json = 0, batch = 100, threads = 0, help = 0, keep = 0;
     double gain = 1.0;
     cli_opt opts[] = {
-        {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
+        {"model", OPT_STRING, &model, "trained DMV-JND model file (default: the shipped " DJ_MODEL_JND ")", 1, 0},
         {"classifier", OPT_STRING, NULL, "classifier weights file, repeated (default: the files the model names)",
          1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default folder when only --split is given)", 1, 0},
@@ -209,8 +211,8 @@ int cmd_generate(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!model || !out) {
-        fprintf(stderr, "dmvjnd generate: --model FILE and --out DIR are required\n");
+    if (!out) {
+        fprintf(stderr, "dmvjnd generate: --out DIR is required\n");
         goto done;
     }
     if ((cifar || split) == (npng > 0)) {
@@ -226,6 +228,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "dmvjnd generate: --split must be test or train, not '%s'\n", split);
         goto done;
     }
+    if (!model && (rc = cli_default_jnd_model("generate", &model))) goto done;
     dj_set_num_threads(threads);
     int st_rc = cli_prepare_out_dir(out);
     if (st_rc) {
@@ -235,6 +238,11 @@ int cmd_generate(int argc, char **argv) {
     dj_jnd_generator *g = NULL;
     if ((st_rc = dj_jnd_generator_create(&g, model, ncls ? cls : NULL, ncls))) {
         rc = cli_fail("generate", st_rc);
+        goto done;
+    }
+    if ((st_rc = dj_jnd_generator_set_batch(g, batch))) {
+        rc = cli_fail("generate", st_rc);
+        dj_jnd_generator_destroy(g);
         goto done;
     }
     out_files o = {.dir = out, .gain = (float)gain, .g = g, .json_on = json, .keep_labels = keep};
@@ -284,6 +292,8 @@ int cmd_generate(int argc, char **argv) {
             dj_jw_key(&o.json, "backed_off");
             dj_jw_int(&o.json, o.backed_off);
         }
+        dj_jw_key(&o.json, "peak_rss_bytes");
+        dj_jw_uint(&o.json, (uint64_t)dj_peak_rss_bytes());
         dj_jw_end_object(&o.json);
         char *text = NULL;
         if (!st_rc && !dj_jw_finish(&o.json, &text, NULL)) printf("%s\n", text);

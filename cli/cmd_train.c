@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
 #include "inputs.h"
@@ -275,7 +276,8 @@ int cmd_train(int argc, char **argv) {
     if (res.last.test.images > 0)
         printf("; test RCA %.2f%% on records 0-%d, PSNR %.2f dB, mean |e| %.1f levels", 100 * res.last.test.rca_mean,
                res.last.test.images - 1, res.last.test.psnr, res.last.test.mean_abs_e);
-    printf("; %d epochs in %s\n", res.epochs_done, wall);
+    printf("; %d epochs in %s; peak memory %.0f MiB\n", res.epochs_done, wall,
+           (double)dj_peak_rss_bytes() / (1024.0 * 1024.0));
     if (out) printf("model: %s\n", out);
 done:
     free(list);

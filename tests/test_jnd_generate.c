@@ -361,6 +361,62 @@ static void test_margin_model(void) {
     free(e);
 }
 
+/* Passes of any size give the same result: 11 images in one pass, in
+ * passes of 4 (4, 4, 3) and one at a time, and a second call through the
+ * same buffers. x_hat bytes and labels identical, e within 1e-5. */
+static void test_batch_sizes(void) {
+    enum { N = 11 };
+    const size_t nb = 32 * 32 * 3;
+    uint8_t *px = malloc(N * nb), *xh[3];
+    float *e[3], *cam[3];
+    dj_jnd_image_result res[3][N];
+    fixture_images(px, N, 32, 32, 21);
+    dj_jnd_generator *g = NULL;
+    CHECK_OK(dj_jnd_generator_create(&g, fx.model, NULL, 0));
+    if (!g) return;
+    CHECK(dj_jnd_generator_batch(g) == DJ_JND_GENERATOR_BATCH);
+    const int sizes[3] = {N, 4, 1};
+    for (int t = 0; t < 3; t++) {
+        xh[t] = malloc(N * nb);
+        e[t] = malloc(N * nb * sizeof(float));
+        cam[t] = malloc(N * 1024 * sizeof(float));
+        CHECK_OK(dj_jnd_generator_set_batch(g, sizes[t]));
+        CHECK(dj_jnd_generator_batch(g) == sizes[t]);
+        CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, xh[t], e[t], cam[t], res[t]));
+    }
+    double e_err = 0, cam_err = 0;
+    for (int t = 1; t < 3; t++) {
+        CHECK(!memcmp(xh[t], xh[0], N * nb));
+        for (size_t i = 0; i < N * nb; i++) e_err = fmax(e_err, fabs(e[t][i] - e[0][i]));
+        for (size_t i = 0; i < N * 1024; i++) cam_err = fmax(cam_err, fabs(cam[t][i] - cam[0][i]));
+        for (int i = 0; i < N; i++) {
+            CHECK(!memcmp(res[t][i].before, res[0][i].before, sizeof res[0][i].before));
+            CHECK(!memcmp(res[t][i].after, res[0][i].after, sizeof res[0][i].after));
+            CHECK(res[t][i].psnr == res[0][i].psnr);
+        }
+    }
+    printf("passes of %d, 4, 1: max |e difference| %.2g, max |cam difference| %.2g\n", N, e_err, cam_err);
+    CHECK(e_err <= 1e-5 && cam_err <= 1e-5);
+    /* the same buffers again (pass size 1): the same bytes */
+    uint8_t *again = malloc(N * nb);
+    CHECK_OK(dj_jnd_generator_run(g, px, N, 32, 32, again, NULL, NULL, NULL));
+    CHECK(!memcmp(again, xh[2], N * nb));
+    /* classification in passes too: the after labels */
+    int32_t lab[N * 2];
+    CHECK_OK(dj_jnd_generator_set_batch(g, 3));
+    CHECK_OK(dj_jnd_generator_classify(g, xh[0], N, 32, 32, lab));
+    for (int i = 0; i < N; i++) CHECK(lab[i * 2] == res[0][i].after[0] && lab[i * 2 + 1] == res[0][i].after[1]);
+    CHECK_FAILS(dj_jnd_generator_set_batch(g, 0), DJ_EINVAL, "batch 0");
+    dj_jnd_generator_destroy(g);
+    for (int t = 0; t < 3; t++) {
+        free(xh[t]);
+        free(e[t]);
+        free(cam[t]);
+    }
+    free(again);
+    free(px);
+}
+
 int main(void) {
     dj_set_num_threads(2);
     if (fixture_make(&fx, "test_jnd_generate", 8.f)) {
@@ -368,6 +424,7 @@ int main(void) {
         return 1;
     }
     RUN(test_matches_reference);
+    RUN(test_batch_sizes);
     RUN(test_odd_size);
     RUN(test_keep_labels);
     RUN(test_pixel_helpers);

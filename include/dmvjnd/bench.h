@@ -6,6 +6,11 @@
 #ifndef DMVJND_BENCH_H
 #define DMVJND_BENCH_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmvjnd/jnd_generate.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,6 +56,18 @@ typedef struct dj_bench_result {
 
 dj_bench_config dj_bench_defaults(void);
 int dj_bench_run(const dj_bench_config *cfg, dj_bench_result *res);
+
+/* Throughput of JND generation: images/s of dj_jnd_generator_run on the n
+ * images rgb (h x w, 8-bit RGB) with every output asked for (x_hat, e, the
+ * per-image results; no CAM, no files), at the generator's batch size. One
+ * untimed call on the first batch builds graphs and buffers; then `runs`
+ * timed calls over all n images. *median, *lo, *hi: images/s. */
+int dj_bench_jnd_generate(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int runs, double *median,
+                          double *lo, double *hi);
+
+/* Peak resident memory of this process so far (getrusage's ru_maxrss), in
+ * bytes; 0 when the system does not say. Commands put it in their JSON. */
+size_t dj_peak_rss_bytes(void);
 
 #ifdef __cplusplus
 }

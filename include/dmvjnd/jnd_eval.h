@@ -22,6 +22,21 @@
  *   homogeneity      x + (k/9) e for k = 1..8, clamped and rounded; RCA and
  *                    PSNR at each (paper Sec. V-D: a JND should keep every
  *                    label at any fraction of itself).
+ *   shaped noise     two more noises at the DMV-JND's own PSNR, to weigh
+ *                    "machines tolerate this much" against where the
+ *                    distortion goes: random-sign noise whose amplitude
+ *                    follows (a) the human-vision JND map (NAMM, Yang et
+ *                    al. 2005: dj_hvs_jnd_namm) and (b) 1 - c, c the
+ *                    classifiers' merged CAM (large where they do not
+ *                    look). Each is scaled per image so that the stored
+ *                    8-bit image has the PSNR of the stored x + e (within
+ *                    0.01 dB where the rounding allows: see
+ *                    dj_jnd_shaped_noise_u8); RCA.
+ *
+ * One pass per batch: the generator gives labels, CAM, e and the stored
+ * x + e once; every other image tested (float x + e, the noises, the k/9
+ * fractions) is built from them and all go through the classifiers
+ * together. The figures do not depend on the batch size.
  */
 #ifndef DMVJND_JND_EVAL_H
 #define DMVJND_JND_EVAL_H
@@ -51,6 +66,9 @@ typedef struct dj_jnd_eval_stats {
     double homogeneity_rca[DJ_JND_HOMOGENEITY_STEPS][DJ_JND_MAX_CLASSIFIERS];
     double homogeneity_rca_mean[DJ_JND_HOMOGENEITY_STEPS];
     double homogeneity_psnr_db[DJ_JND_HOMOGENEITY_STEPS];
+    /* noise shaped by the human-vision JND, and by 1 - c, at x + e's PSNR */
+    double hvs_rca[DJ_JND_MAX_CLASSIFIERS], hvs_rca_mean, hvs_psnr_db;
+    double camshaped_rca[DJ_JND_MAX_CLASSIFIERS], camshaped_rca_mean, camshaped_psnr_db;
 } dj_jnd_eval_stats;
 
 typedef struct dj_jnd_eval_config {
@@ -60,9 +78,10 @@ typedef struct dj_jnd_eval_config {
     int homogeneity;  /* 1: run the homogeneity test                             */
     int unclipped;    /* 1: also RCA on the unclipped float x + e                */
     int subset;       /* > 0: also figures over records 0..subset-1 of the split */
+    int shaped;       /* 1: the HVS- and CAM-shaped noise tests (same seed)     */
 } dj_jnd_eval_config;
 
-/* wgn = homogeneity = unclipped = 1, batch 200, seed 1, subset 0. */
+/* wgn = homogeneity = unclipped = shaped = 1, batch 200, seed 1, subset 0. */
 dj_jnd_eval_config dj_jnd_eval_defaults(void);
 
 typedef void (*dj_jnd_eval_progress_fn)(int done, int total, double images_per_s, double eta_s, void *user);
@@ -72,6 +91,24 @@ typedef void (*dj_jnd_eval_progress_fn)(int done, int total, double images_per_s
  * below cfg->subset. progress may be NULL. */
 int dj_jnd_evaluate(dj_jnd_generator *g, const dj_cifar10 *ds, const dj_jnd_eval_config *cfg, dj_jnd_eval_stats *all,
                     dj_jnd_eval_stats *sub, dj_jnd_eval_progress_fn progress, void *user);
+
+/* The noise tests' images, one 32x32 (or any h x w) image at a time, for
+ * record `record` of the data set (the noise depends on seed and record
+ * only, never on batching). x: the image, xh: its stored x + e (n = h*w*3
+ * bytes each); out: n bytes; z: n floats of scratch.
+ * WGN: z ~ N(0, 1) per byte, scaled so that sum (s z)^2 = sum (xh - x)^2
+ * exactly, then out = clamp(round(x + s z)). */
+void dj_jnd_wgn_u8(const uint8_t *x, const uint8_t *xh, size_t n, uint64_t seed, int record, float *z, uint8_t *out);
+
+/* Shaped noise: z[p] = +-amp[pixel of p] (amp: h*w values >= 0; a random
+ * sign per byte from seed, `stream` and record), out = clamp(round(x + s z))
+ * with s found by bisection so that the PSNR of out against x is that of xh
+ * against x: the closest the rounding allows (within 0.01 dB on any image
+ * whose distortion is not a handful of levels). xh == x gives out = x.
+ * Returns the PSNR reached (DJ_JND_PSNR_MAX when out == x). Streams: 1 the
+ * HVS-shaped test, 2 the CAM-shaped one. */
+double dj_jnd_shaped_noise_u8(const uint8_t *x, const uint8_t *xh, const float *amp, int h, int w, uint64_t seed,
+                              uint64_t stream, int record, float *z, uint8_t *out);
 
 /* A report of one model's evaluation: what dmvjnd eval writes. */
 typedef struct dj_jnd_eval_report {
@@ -83,6 +120,7 @@ typedef struct dj_jnd_eval_report {
     uint64_t seed;
     double seconds;
     const char *montage;          /* montage PNG file name, or NULL        */
+    size_t peak_rss_bytes;        /* the process's peak memory; 0: not reported */
 } dj_jnd_eval_report;
 
 /* The report as JSON (one object: "model", "classifiers", and per split
@@ -90,8 +128,10 @@ typedef struct dj_jnd_eval_report {
  * rca_per_classifier {tag: rca}, all_kept, psnr_db, mean_abs_e,
  * mean_abs_diff, wgn_rca_mean, wgn_rca_per_classifier, wgn_psnr_db,
  * float_rca_mean, float_rca_per_classifier, float_psnr_db,
- * homogeneity_rca [8 means, k = 1..8], homogeneity_psnr_db [8], images) or
- * as Markdown. *text is malloc'ed. */
+ * homogeneity_rca [8 means, k = 1..8], homogeneity_psnr_db [8],
+ * hvs_noise_rca_mean, hvs_noise_rca_per_classifier, hvs_noise_psnr_db,
+ * cam_noise_rca_mean, cam_noise_rca_per_classifier, cam_noise_psnr_db,
+ * images; "peak_rss_bytes" when known) or as Markdown. *text is malloc'ed. */
 int dj_jnd_eval_json(const dj_jnd_eval_report *r, char **text);
 int dj_jnd_eval_markdown(const dj_jnd_eval_report *r, char **text);
 

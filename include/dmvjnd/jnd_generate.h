@@ -69,11 +69,21 @@ typedef struct dj_jnd_image_result {
  *   e:     n*h*w*3 floats, the JND image on the [0, 1] pixel scale;
  *   cam:   n*h*w floats, the merged map c in [0, 1];
  *   res:   n results.
- * Graphs are built for each new padded size (the previous size's are
- * dropped), so a stream of same-size images costs one build. n may be any
- * size; memory grows with n*h*w (batch large inputs yourself). */
+ * Graphs and buffers are made for each new padded size (the previous
+ * size's are dropped), so a stream of same-size images costs one build and
+ * no allocation after the first call. n may be any size: the images go
+ * through in passes of dj_jnd_generator_batch images, so memory does not
+ * grow with n, and the outputs do not depend on the pass size (up to the
+ * rounding of the convolution kernels chosen for it). */
 int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
                          float *cam, dj_jnd_image_result *res);
+
+/* Images per pass of every call below (default DJ_JND_GENERATOR_BATCH):
+ * larger passes use the cores better up to a point and take memory in
+ * proportion. Setting it drops the buffers; the next call makes them. */
+#define DJ_JND_GENERATOR_BATCH 100
+int dj_jnd_generator_set_batch(dj_jnd_generator *g, int batch);
+int dj_jnd_generator_batch(const dj_jnd_generator *g);
 
 /* Fractions of e that dj_jnd_generator_keep_labels tries: k/9, k = 8..1
  * (the homogeneity test's). */

@@ -84,7 +84,9 @@ int dj_cam_merge(const float *const *cams, int count, size_t n, float *out) {
     if (!cams || !out || count < 1) return dj_error(DJ_EINVAL, "cam merge: %d maps (need at least one)", count);
     for (int k = 0; k < count; k++)
         if (!cams[k]) return dj_error(DJ_EINVAL, "cam merge: map %d is NULL", k);
-    for (size_t i = 0; i < n; i++) {
+    const long long N = (long long)n;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (long long i = 0; i < N; i++) {
         float s = 0;
         for (int k = 0; k < count; k++) s += cams[k][i];
         out[i] = s / (float)count;
@@ -99,7 +101,8 @@ static int cam_run(dj_graph *g, const dj_tensor *x, const int32_t *classes, floa
     int rc = dj_cam_find(g, &L);
     if (rc) return rc;
     int32_t *pred = labels ? labels : malloc((size_t)(x->n > 0 ? x->n : 1) * sizeof *pred);
-    float *low = malloc((size_t)L.h * L.w * sizeof *low);
+    /* every image's low-resolution map, so the images can go in parallel */
+    float *low = malloc((size_t)(x->n > 0 ? x->n : 1) * L.h * L.w * sizeof *low);
     if (!pred || !low) {
         rc = dj_error(DJ_ENOMEM, "cam: out of memory");
         goto out;
@@ -110,22 +113,29 @@ static int cam_run(dj_graph *g, const dj_tensor *x, const int32_t *classes, floa
         rc = dj_error(DJ_EINTERNAL, "cam: feature maps of node %d are not available", L.feature_node);
         goto out;
     }
-    const size_t hw = (size_t)L.h * L.w, HW = (size_t)x->h * x->w;
     for (int i = 0; i < x->n; i++) {
         int k = classes ? classes[i] : pred[i];
         if (k < 0 || k >= L.classes) {
             rc = dj_error(DJ_EINVAL, "cam: class %d of image %d is not in 0..%d", k, i, L.classes - 1);
             goto out;
         }
+    }
+    const size_t hw = (size_t)L.h * L.w, HW = (size_t)x->h * x->w;
+    /* Each image's map is computed alone (same sums in the same order
+     * whatever the thread count). */
+#pragma omp parallel for schedule(static) if ((size_t)x->n * (hw * L.c + HW) > 32768)
+    for (int i = 0; i < x->n; i++) {
+        const int k = classes ? classes[i] : pred[i];
         const float *wk = L.weight + (size_t)k * L.c;
         const float *f = F->data + (size_t)i * hw * L.c;
+        float *lo = low + (size_t)i * hw;
         for (size_t p = 0; p < hw; p++) {
             float s = 0;
             for (int c = 0; c < L.c; c++) s += wk[c] * f[p * L.c + c];
-            low[p] = s;
+            lo[p] = s;
         }
         float *dst = cams + (size_t)i * HW;
-        dj_cam_upsample(low, L.h, L.w, dst, x->h, x->w);
+        dj_cam_upsample(lo, L.h, L.w, dst, x->h, x->w);
         dj_cam_normalize(dst, HW);
     }
 out:

@@ -24,6 +24,17 @@ struct dj_jnd_generator {
     int ph, pw;
     dj_graph *ed; /* owned unless == model.ed */
     dj_classifier cls[DJ_JND_MAX_CLASSIFIERS];
+    /* Every call runs in passes of at most `batch` images through buffers
+     * made once for that many images of ph x pw (ws_batch: their capacity;
+     * 0: none yet), so a stream of calls allocates nothing after the first
+     * and every graph sees the same few batch sizes (its arena and oneDNN's
+     * primitives are made once per batch size). */
+    int batch, ws_batch;
+    dj_tensor x, xc;                     /* normalised padded images; E-D input   */
+    float *maps[DJ_JND_MAX_CLASSIFIERS]; /* each classifier's CAM, batch*ph*pw   */
+    float *c, *ep, *margin;              /* merged CAM; cropped e; margin input  */
+    uint8_t *xh;                         /* stored x + e                         */
+    int32_t *before, *after, *tmp;       /* labels: batch*count, ..., batch      */
 };
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
@@ -35,11 +46,60 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+static void drop_workspace(dj_jnd_generator *g) {
+    dj_tensor_free(&g->x);
+    dj_tensor_free(&g->xc);
+    for (int k = 0; k < DJ_JND_MAX_CLASSIFIERS; k++) {
+        free(g->maps[k]);
+        g->maps[k] = NULL;
+    }
+    free(g->c);
+    free(g->ep);
+    free(g->margin);
+    free(g->xh);
+    free(g->before);
+    free(g->after);
+    free(g->tmp);
+    g->c = g->ep = g->margin = NULL;
+    g->xh = NULL;
+    g->before = g->after = g->tmp = NULL;
+    g->ws_batch = 0;
+}
+
 static void drop_graphs(dj_jnd_generator *g) {
+    drop_workspace(g);
     if (g->ed && g->ed != g->model.ed) dj_graph_destroy(g->ed);
     g->ed = NULL;
     for (int k = 0; k < g->count; k++) dj_classifier_free(&g->cls[k]);
     g->ph = g->pw = 0;
+}
+
+/* Buffers for g->batch images of the current padded size (graphs built). */
+static int ensure_workspace(dj_jnd_generator *g) {
+    if (g->ws_batch == g->batch) return DJ_OK;
+    drop_workspace(g);
+    const size_t B = (size_t)g->batch, PHW = (size_t)g->ph * g->pw, K = (size_t)g->count;
+    int rc = dj_tensor_alloc(&g->x, g->batch, g->ph, g->pw, 3);
+    if (!rc) rc = dj_tensor_alloc(&g->xc, g->batch, g->ph, g->pw, dj_jnd_ed_in_channels(&g->model.ed_cfg));
+    if (rc) {
+        drop_workspace(g);
+        return rc;
+    }
+    int ok = 1;
+    for (size_t k = 0; k < K; k++) ok &= (g->maps[k] = malloc(B * PHW * sizeof(float))) != NULL;
+    ok &= (g->c = malloc(B * PHW * sizeof *g->c)) != NULL;
+    ok &= (g->ep = malloc(B * PHW * 3 * sizeof *g->ep)) != NULL;
+    ok &= (g->margin = malloc(B * sizeof *g->margin)) != NULL;
+    ok &= (g->xh = malloc(B * PHW * 3)) != NULL;
+    ok &= (g->before = malloc(B * K * sizeof *g->before)) != NULL;
+    ok &= (g->after = malloc(B * K * sizeof *g->after)) != NULL;
+    ok &= (g->tmp = malloc(B * sizeof *g->tmp)) != NULL;
+    if (!ok) {
+        drop_workspace(g);
+        return dj_error(DJ_ENOMEM, "jnd generator: out of memory for %d images of %dx%d", g->batch, g->ph, g->pw);
+    }
+    g->ws_batch = g->batch;
+    return DJ_OK;
 }
 
 void dj_jnd_generator_destroy(dj_jnd_generator *g) {
@@ -54,7 +114,7 @@ void dj_jnd_generator_destroy(dj_jnd_generator *g) {
 /* Graphs for ph x pw inputs: the E-D (built at that size, the model file's
  * weights, frozen) and every classifier (dj_classifier_load_sized). */
 static int ensure_size(dj_jnd_generator *g, int ph, int pw) {
-    if (g->ph == ph && g->pw == pw) return DJ_OK;
+    if (g->ph == ph && g->pw == pw) return ensure_workspace(g);
     drop_graphs(g);
     int rc = DJ_OK;
     if (ph == g->model.h && pw == g->model.w) {
@@ -80,7 +140,7 @@ static int ensure_size(dj_jnd_generator *g, int ph, int pw) {
     }
     g->ph = ph;
     g->pw = pw;
-    return DJ_OK;
+    return ensure_workspace(g);
 }
 
 int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, const char *const *classifiers,
@@ -125,6 +185,7 @@ int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, cons
     }
     if (loaded) dj_jnd_classifiers_free(tmp, g->count);
     g->stride = stride;
+    g->batch = DJ_JND_GENERATOR_BATCH;
     if (rc) {
         dj_jnd_generator_destroy(g);
         return rc;
@@ -143,7 +204,22 @@ const char *dj_jnd_generator_path(const dj_jnd_generator *g, int k) {
 }
 int dj_jnd_generator_stride(const dj_jnd_generator *g) { return g ? g->stride : 0; }
 
+int dj_jnd_generator_set_batch(dj_jnd_generator *g, int batch) {
+    if (!g) return dj_error(DJ_EINVAL, "jnd generator: NULL generator");
+    if (batch < 1 || batch > 100000) return dj_error(DJ_EINVAL, "jnd generator: batch %d is not in 1..100000", batch);
+    if (batch != g->batch) drop_workspace(g); /* made again at the next call */
+    g->batch = batch;
+    return DJ_OK;
+}
+
+int dj_jnd_generator_batch(const dj_jnd_generator *g) { return g ? g->batch : 0; }
+
 /* ------------------------------------------------------------ pixel helpers */
+
+/* Loops over pixels run on every thread once there is enough work to pay
+ * for waking them (each element is computed alone, so the result does not
+ * depend on the thread count). */
+#define PAR_MIN 32768
 
 static uint8_t to_u8(float v) {
     if (!(v > 0.f)) return 0; /* also NaN */
@@ -156,7 +232,9 @@ void dj_jnd_e_to_u8(const float *e, size_t n, float gain, uint8_t *out) {
 }
 
 void dj_jnd_add_u8(const uint8_t *x, const float *e, size_t n, float scale, uint8_t *out) {
-    for (size_t i = 0; i < n; i++) out[i] = to_u8((float)x[i] + 255.f * scale * e[i]);
+    const long long N = (long long)n;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (long long i = 0; i < N; i++) out[i] = to_u8((float)x[i] + 255.f * scale * e[i]);
 }
 
 double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
@@ -173,25 +251,24 @@ double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
 /* Normalised n x ph x pw x 3 tensor of n h x w images (8-bit, or floats on
  * the [0, 1] scale when f32 is not NULL), the last row and column
  * replicated into the padding. The 8-bit form is computed exactly as
- * dj_normalize_u8 (torchvision's ToTensor + Normalize). */
+ * dj_normalize_u8 (torchvision's ToTensor + Normalize), and an 8-bit value
+ * v given as the float v / 255.f gives the same bits. */
 static void pad_normalize_any(const uint8_t *rgb, const float *f32, int n, int h, int w, int ph, int pw,
                               const dj_jnd_norm *nm, float *x) {
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < ph; y++) {
-            size_t row = ((size_t)i * h + (y < h ? y : h - 1)) * w * 3;
-            float *dst = x + ((size_t)i * ph + y) * pw * 3;
-            for (int xx = 0; xx < pw; xx++) {
-                size_t p = row + (size_t)(xx < w ? xx : w - 1) * 3;
-                for (int c = 0; c < 3; c++) {
-                    float v = f32 ? f32[p + c] : (float)rgb[p + c] / 255.f;
-                    dst[xx * 3 + c] = (v - nm->mean[c]) / nm->std[c];
-                }
+    const long long rows = (long long)n * ph;
+#pragma omp parallel for schedule(static) if (rows * pw * 3 > PAR_MIN)
+    for (long long r = 0; r < rows; r++) {
+        const int i = (int)(r / ph), y = (int)(r % ph);
+        size_t row = ((size_t)i * h + (y < h ? y : h - 1)) * w * 3;
+        float *dst = x + (size_t)r * pw * 3;
+        for (int xx = 0; xx < pw; xx++) {
+            size_t p = row + (size_t)(xx < w ? xx : w - 1) * 3;
+            for (int c = 0; c < 3; c++) {
+                float v = f32 ? f32[p + c] : (float)rgb[p + c] / 255.f;
+                dst[xx * 3 + c] = (v - nm->mean[c]) / nm->std[c];
             }
         }
-}
-
-static void pad_normalize(const uint8_t *rgb, int n, int h, int w, int ph, int pw, const dj_jnd_norm *nm, float *x) {
-    pad_normalize_any(rgb, NULL, n, h, w, ph, pw, nm, x);
+    }
 }
 
 static int round_up(int v, int m) { return (v + m - 1) / m * m; }
@@ -204,11 +281,11 @@ static int check_images(const dj_jnd_generator *g, const void *rgb, int n, int h
 }
 
 /* Labels of every classifier on the normalised padded batch x. */
-static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels, int32_t *tmp) {
+static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels) {
     for (int k = 0; k < g->count; k++) {
-        int rc = dj_classify_batch(g->cls[k].graph, x, tmp, NULL, NULL);
+        int rc = dj_classify_batch(g->cls[k].graph, x, g->tmp, NULL, NULL);
         if (rc) return rc;
-        for (int i = 0; i < x->n; i++) labels[(size_t)i * g->count + k] = tmp[i];
+        for (int i = 0; i < x->n; i++) labels[(size_t)i * g->count + k] = g->tmp[i];
     }
     return DJ_OK;
 }
@@ -218,18 +295,16 @@ static int classify_any(dj_jnd_generator *g, const uint8_t *rgb, const float *f3
     int rc = check_images(g, rgb ? (const void *)rgb : (const void *)f32, n, h, w, "jnd classify");
     if (rc) return rc;
     if (!labels) return dj_error(DJ_EINVAL, "jnd classify: NULL labels");
-    int ph = round_up(h, g->stride), pw = round_up(w, g->stride);
+    const int ph = round_up(h, g->stride), pw = round_up(w, g->stride);
     if ((rc = ensure_size(g, ph, pw))) return rc;
-    dj_tensor x = {0};
-    int32_t *tmp = malloc((size_t)n * sizeof *tmp);
-    if (!tmp || (rc = dj_tensor_alloc(&x, n, ph, pw, 3))) {
-        free(tmp);
-        return rc ? rc : dj_error(DJ_ENOMEM, "jnd classify: out of memory");
+    const size_t img = (size_t)h * w * 3;
+    for (int s = 0; !rc && s < n; s += g->batch) {
+        const int m = n - s < g->batch ? n - s : g->batch;
+        dj_tensor x = dj_tensor_view(g->x.data, m, ph, pw, 3);
+        pad_normalize_any(rgb ? rgb + (size_t)s * img : NULL, f32 ? f32 + (size_t)s * img : NULL, m, h, w, ph, pw,
+                          &g->model.norm, x.data);
+        rc = classify_padded(g, &x, labels + (size_t)s * g->count);
     }
-    pad_normalize_any(rgb, f32, n, h, w, ph, pw, &g->model.norm, x.data);
-    rc = classify_padded(g, &x, labels, tmp);
-    dj_tensor_free(&x);
-    free(tmp);
     return rc;
 }
 
@@ -253,56 +328,55 @@ static void image_stats(const uint8_t *x, const uint8_t *xh, const float *e, siz
     r->psnr = dj_psnr_u8(x, xh, n);
 }
 
-int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
-                         float *cam, dj_jnd_image_result *res) {
-    static const char fn[] = "jnd generate";
-    int rc = check_images(g, rgb, n, h, w, fn);
-    if (rc) return rc;
-    const int ph = round_up(h, g->stride), pw = round_up(w, g->stride), K = g->count;
-    if ((rc = ensure_size(g, ph, pw))) return rc;
+/* One pass of dj_jnd_generator_run over n <= g->batch images, through the
+ * workspace; outputs (each may be NULL) start at this pass's first image. */
+static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
+                    float *cam, dj_jnd_image_result *res) {
+    const int ph = g->ph, pw = g->pw, K = g->count;
     const size_t PHW = (size_t)ph * pw, HW = (size_t)h * w, N = (size_t)n;
-    dj_tensor x = {0}, xc = {0};
-    float *maps[DJ_JND_MAX_CLASSIFIERS] = {0};
-    float *c = malloc(N * PHW * sizeof *c), *ep = malloc(N * HW * 3 * sizeof *ep);
-    uint8_t *xh = malloc(N * HW * 3);
-    int32_t *before = malloc(N * K * sizeof *before), *after = malloc(N * K * sizeof *after);
-    int32_t *tmp = malloc(N * sizeof *tmp);
-    float *margin = g->model.ed_cfg.margin_input ? malloc(N * sizeof *margin) : NULL;
-    if (!c || !ep || !xh || !before || !after || !tmp || (g->model.ed_cfg.margin_input && !margin))
-        rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
-    for (int k = 0; !rc && k < K; k++)
-        if (!(maps[k] = malloc(N * PHW * sizeof(float)))) rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
-    if (!rc) rc = dj_tensor_alloc(&x, n, ph, pw, 3);
-    if (!rc) rc = dj_tensor_alloc(&xc, n, ph, pw, dj_jnd_ed_in_channels(&g->model.ed_cfg));
-    if (rc) goto out;
+    float *margin = g->model.ed_cfg.margin_input ? g->margin : NULL;
+    dj_tensor x = dj_tensor_view(g->x.data, n, ph, pw, 3);
+    dj_tensor xc = dj_tensor_view(g->xc.data, n, ph, pw, g->xc.c);
+    /* the caller's buffers when given, so nothing is copied afterwards */
+    float *ep = e ? e : g->ep;
+    uint8_t *xh = x_hat ? x_hat : g->xh;
+    int rc = DJ_OK;
 
     /* 1-2: labels and merged CAM of the padded x */
-    pad_normalize(rgb, n, h, w, ph, pw, &g->model.norm, x.data);
+    pad_normalize_any(rgb, NULL, n, h, w, ph, pw, &g->model.norm, x.data);
     for (int k = 0; k < K && !rc; k++) {
-        rc = dj_cam_compute(g->cls[k].graph, &x, maps[k], tmp, NULL);
+        rc = dj_cam_compute(g->cls[k].graph, &x, g->maps[k], g->tmp, NULL);
         if (!rc && margin) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, margin, k == 0);
-        for (int i = 0; !rc && i < n; i++) before[(size_t)i * K + k] = tmp[i];
+        for (int i = 0; !rc && i < n; i++) g->before[(size_t)i * K + k] = g->tmp[i];
     }
-    if (!rc) rc = dj_cam_merge((const float *const *)maps, K, N * PHW, c);
+    if (!rc) rc = dj_cam_merge((const float *const *)g->maps, K, N * PHW, g->c);
     /* 3: e = E-D([x, c]), cropped, on the pixel scale */
     if (!rc) {
-        dj_tensor ct = dj_tensor_view(c, n, ph, pw, 1);
+        dj_tensor ct = dj_tensor_view(g->c, n, ph, pw, 1);
         rc = dj_jnd_stack(&x, &ct, margin, &xc);
     }
     const dj_tensor *eo = NULL;
     if (!rc) rc = dj_graph_forward(g->ed, &xc, 0, NULL, &eo);
-    if (rc) goto out;
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < h; y++)
-            for (int xx = 0; xx < w; xx++)
-                for (int ch = 0; ch < 3; ch++)
-                    ep[((size_t)i * HW + (size_t)y * w + xx) * 3 + ch] =
-                        eo->data[(((size_t)i * ph + y) * pw + xx) * 3 + ch] * g->model.norm.std[ch];
+    if (rc) return rc;
+    const float s0 = g->model.norm.std[0], s1 = g->model.norm.std[1], s2 = g->model.norm.std[2];
+    const long long rows = (long long)n * h;
+#pragma omp parallel for schedule(static) if (rows * w * 3 > PAR_MIN)
+    for (long long r = 0; r < rows; r++) {
+        const int i = (int)(r / h), y = (int)(r % h);
+        const float *src = eo->data + ((size_t)i * ph + y) * pw * 3;
+        float *dst = ep + (size_t)r * w * 3;
+        for (int xx = 0; xx < w; xx++) {
+            dst[xx * 3 + 0] = src[xx * 3 + 0] * s0;
+            dst[xx * 3 + 1] = src[xx * 3 + 1] * s1;
+            dst[xx * 3 + 2] = src[xx * 3 + 2] * s2;
+        }
+    }
     /* 4: the stored image; 5: labels after */
     dj_jnd_add_u8(rgb, ep, N * HW * 3, 1.f, xh);
-    pad_normalize(xh, n, h, w, ph, pw, &g->model.norm, x.data);
-    if ((rc = classify_padded(g, &x, after, tmp))) goto out;
+    pad_normalize_any(xh, NULL, n, h, w, ph, pw, &g->model.norm, x.data);
+    if ((rc = classify_padded(g, &x, g->after))) return rc;
 
+#pragma omp parallel for schedule(static) if (N * HW * 3 > PAR_MIN)
     for (int i = 0; i < n; i++) {
         if (res) {
             dj_jnd_image_result *r = &res[i];
@@ -310,28 +384,30 @@ int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, 
             size_t o = (size_t)i * HW * 3;
             image_stats(rgb + o, xh + o, ep + o, HW * 3, r);
             for (int k = 0; k < K; k++) {
-                r->before[k] = before[(size_t)i * K + k];
-                r->after[k] = after[(size_t)i * K + k];
+                r->before[k] = g->before[(size_t)i * K + k];
+                r->after[k] = g->after[(size_t)i * K + k];
                 r->kept += r->before[k] == r->after[k];
             }
         }
         if (cam)
             for (int y = 0; y < h; y++)
-                memcpy(cam + ((size_t)i * h + y) * w, c + ((size_t)i * ph + y) * pw, (size_t)w * sizeof(float));
+                memcpy(cam + ((size_t)i * h + y) * w, g->c + ((size_t)i * ph + y) * pw, (size_t)w * sizeof(float));
     }
-    if (x_hat) memcpy(x_hat, xh, N * HW * 3);
-    if (e) memcpy(e, ep, N * HW * 3 * sizeof(float));
-out:
-    for (int k = 0; k < K; k++) free(maps[k]);
-    free(c);
-    free(ep);
-    free(xh);
-    free(before);
-    free(after);
-    free(tmp);
-    free(margin);
-    dj_tensor_free(&x);
-    dj_tensor_free(&xc);
+    return DJ_OK;
+}
+
+int dj_jnd_generator_run(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, uint8_t *x_hat, float *e,
+                         float *cam, dj_jnd_image_result *res) {
+    int rc = check_images(g, rgb, n, h, w, "jnd generate");
+    if (rc) return rc;
+    if ((rc = ensure_size(g, round_up(h, g->stride), round_up(w, g->stride)))) return rc;
+    const size_t HW = (size_t)h * w;
+    for (int s = 0; !rc && s < n; s += g->batch) {
+        const int m = n - s < g->batch ? n - s : g->batch;
+        const size_t o = (size_t)s * HW;
+        rc = run_pass(g, rgb + o * 3, m, h, w, x_hat ? x_hat + o * 3 : NULL, e ? e + o * 3 : NULL,
+                      cam ? cam + o : NULL, res ? res + s : NULL);
+    }
     return rc;
 }
 

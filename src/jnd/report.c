@@ -50,6 +50,22 @@ static void json_stats(dj_jw *w, const dj_jnd_eval_report *r, const char *key, c
     json_per_classifier(w, r, s->float_rca);
     dj_jw_key(w, "float_psnr_db");
     dj_jw_double(w, s->float_psnr_db);
+    if (!isnan(s->hvs_rca_mean)) {
+        dj_jw_key(w, "hvs_noise_rca_mean");
+        dj_jw_double(w, s->hvs_rca_mean);
+        dj_jw_key(w, "hvs_noise_rca_per_classifier");
+        json_per_classifier(w, r, s->hvs_rca);
+        dj_jw_key(w, "hvs_noise_psnr_db");
+        dj_jw_double(w, s->hvs_psnr_db);
+    }
+    if (!isnan(s->camshaped_rca_mean)) {
+        dj_jw_key(w, "cam_noise_rca_mean");
+        dj_jw_double(w, s->camshaped_rca_mean);
+        dj_jw_key(w, "cam_noise_rca_per_classifier");
+        json_per_classifier(w, r, s->camshaped_rca);
+        dj_jw_key(w, "cam_noise_psnr_db");
+        dj_jw_double(w, s->camshaped_psnr_db);
+    }
     dj_jw_key(w, "homogeneity_rca");
     dj_jw_begin_array(w);
     for (int j = 0; j < STEPS; j++) dj_jw_double(w, s->homogeneity_rca_mean[j]);
@@ -94,6 +110,10 @@ int dj_jnd_eval_json(const dj_jnd_eval_report *r, char **text) {
     }
     dj_jw_key(&w, "seconds");
     dj_jw_double(&w, r->seconds);
+    if (r->peak_rss_bytes) {
+        dj_jw_key(&w, "peak_rss_bytes");
+        dj_jw_uint(&w, (uint64_t)r->peak_rss_bytes);
+    }
     dj_jw_end_object(&w);
     return dj_jw_finish(&w, text, NULL);
 }
@@ -154,6 +174,18 @@ static void md_stats(sbuf *b, const dj_jnd_eval_report *r, const char *title, co
         pct(b, s->wgn_rca_mean);
         put(b, " %.2f |\n", s->wgn_psnr_db);
     }
+    if (!isnan(s->hvs_rca_mean)) {
+        put(b, "| RCA, x + noise shaped by the human-vision JND (NAMM), same PSNR as x + e |");
+        for (int k = 0; k < K; k++) pct(b, s->hvs_rca[k]);
+        pct(b, s->hvs_rca_mean);
+        put(b, " %.2f |\n", s->hvs_psnr_db);
+    }
+    if (!isnan(s->camshaped_rca_mean)) {
+        put(b, "| RCA, x + noise shaped by 1 - CAM, same PSNR as x + e |");
+        for (int k = 0; k < K; k++) pct(b, s->camshaped_rca[k]);
+        pct(b, s->camshaped_rca_mean);
+        put(b, " %.2f |\n", s->camshaped_psnr_db);
+    }
     if (!isnan(s->float_rca_mean)) {
         put(b, "| RCA, x + e in float, not clamped or rounded |");
         for (int k = 0; k < K; k++) pct(b, s->float_rca[k]);
@@ -184,7 +216,9 @@ int dj_jnd_eval_markdown(const dj_jnd_eval_report *r, char **text) {
     put(&b, "dmvjnd %s. Every figure is measured on the images a user would store: x + e clamped and rounded to "
             "8 bits. RCA = share of images a classifier labels as it labelled the original (paper Eq. 16-17); "
             "PSNR = mean of per-image PSNR. WGN: white Gaussian noise with the energy of each image's stored "
-            "distortion (seed %llu). Classifiers:\n\n",
+            "distortion (seed %llu). Shaped noise: a random sign per byte times, per pixel, the human-vision JND "
+            "(NAMM, Yang et al. 2005) or 1 - c (c the classifiers' merged CAM), scaled per image to the PSNR of "
+            "its stored x + e. Classifiers:\n\n",
         dj_version(), (unsigned long long)r->seed);
     for (int k = 0; k < dj_jnd_generator_count(r->gen); k++)
         put(&b, "- %s: `%s`\n", dj_jnd_generator_tag(r->gen, k), dj_jnd_generator_path(r->gen, k));
@@ -196,7 +230,9 @@ int dj_jnd_eval_markdown(const dj_jnd_eval_report *r, char **text) {
         md_stats(&b, r, t, &r->test_subset);
     }
     if (r->montage) put(&b, "\n## Examples\n\nCAM | e (mid-gray = no change) | x | x + e: `%s`\n", r->montage);
-    put(&b, "\nEvaluation took %.1f s.\n", r->seconds);
+    put(&b, "\nEvaluation took %.1f s", r->seconds);
+    if (r->peak_rss_bytes) put(&b, "; peak memory %.0f MiB", (double)r->peak_rss_bytes / (1024.0 * 1024.0));
+    put(&b, ".\n");
     if (b.bad) {
         free(b.p);
         return dj_error(DJ_ENOMEM, "jnd eval markdown: out of memory");

@@ -3,6 +3,7 @@
  * fill caches). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "dmvjnd/bench.h"
 #include "dmvjnd/dmvjnd.h"
@@ -232,4 +233,43 @@ done:
     free(s.labels);
     free(s.probs);
     return rc;
+}
+
+/* ------------------------------------------------------- JND generation */
+
+int dj_bench_jnd_generate(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int runs, double *med,
+                          double *lo, double *hi) {
+    if (!g || !rgb || !med || !lo || !hi) return dj_error(DJ_EINVAL, "bench jnd generate: NULL argument");
+    if (n < 1 || runs < 1 || runs > 64) return dj_error(DJ_EINVAL, "bench jnd generate: %d images, %d runs", n, runs);
+    const size_t px = (size_t)n * h * w * 3;
+    uint8_t *xh = malloc(px);
+    float *e = malloc(px * sizeof *e);
+    dj_jnd_image_result *res = malloc((size_t)n * sizeof *res);
+    int rc = xh && e && res ? DJ_OK : dj_error(DJ_ENOMEM, "bench jnd generate: out of memory");
+    const int first = n < dj_jnd_generator_batch(g) ? n : dj_jnd_generator_batch(g);
+    if (!rc) rc = dj_jnd_generator_run(g, rgb, first, h, w, xh, e, NULL, res); /* warm-up */
+    double rates[64];
+    for (int r = 0; !rc && r < runs; r++) {
+        double t0 = dj_now();
+        rc = dj_jnd_generator_run(g, rgb, n, h, w, xh, e, NULL, res);
+        rates[r] = (double)n / (dj_now() - t0);
+    }
+    if (!rc) {
+        *lo = *hi = rates[0];
+        for (int r = 1; r < runs; r++) {
+            if (rates[r] < *lo) *lo = rates[r];
+            if (rates[r] > *hi) *hi = rates[r];
+        }
+        *med = median(rates, runs);
+    }
+    free(xh);
+    free(e);
+    free(res);
+    return rc;
+}
+
+size_t dj_peak_rss_bytes(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || ru.ru_maxrss < 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024; /* Linux reports kilobytes */
 }
