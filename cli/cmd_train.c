@@ -9,7 +9,6 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
 #include "inputs.h"
-#include "train/recipe.h"
 #include "util/progress.h"
 
 typedef struct printer {
@@ -195,7 +194,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "dmvjnd train: --e-unit must be normalized or pixel01, not '%s'\n", e_unit);
         goto done;
     }
-    if ((mean && recipe_parse_triple(mean, cfg.norm.mean)) || (stdv && recipe_parse_triple(stdv, cfg.norm.std))) {
+    if ((mean && dj_meta_parse_float3(mean, cfg.norm.mean)) || (stdv && dj_meta_parse_float3(stdv, cfg.norm.std))) {
         fprintf(stderr, "dmvjnd train: --mean and --std take three numbers r,g,b\n");
         goto done;
     }

@@ -142,13 +142,8 @@ int cli_models_load(cli_models *ms, const char *const *paths, int count) {
             return rc;
         }
         ms->n = i + 1;
-        int same = 0;
-        for (int j = 0; j < i; j++) same += !strcmp(ms->m[j].arch, ms->m[i].arch);
-        if (same)
-            snprintf(ms->tag[i], sizeof ms->tag[i], "%s-%d", ms->m[i].arch, same + 1);
-        else
-            snprintf(ms->tag[i], sizeof ms->tag[i], "%s", ms->m[i].arch);
     }
+    dj_classifier_tags(ms->m, ms->n, ms->tag);
     return DJ_OK;
 }
 

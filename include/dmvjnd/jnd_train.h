@@ -155,8 +155,9 @@ typedef struct dj_jnd_step_stats {
 
 typedef struct dj_jnd_step dj_jnd_step; /* opaque: buffers for batches up to max_batch */
 
-/* ed: the E-D (training graph); cls[0..count): frozen classifiers; all must
- * outlive the step. */
+/* ed: the E-D (training graph); cls[0..count): frozen classifiers, distinct
+ * graphs (each keeps its activations from its forward to its backward); all
+ * must outlive the step. The step's code: src/jnd/train_step.c. */
 int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, int count, int max_batch,
                        const dj_jnd_step_config *cfg);
 void dj_jnd_step_destroy(dj_jnd_step *s);

@@ -236,7 +236,18 @@ int dj_classifier_load(dj_classifier *c, const char *path, int freeze);
  * architecture's stride (dj_model_stride), else DJ_EINVAL naming the file,
  * the model and the size. dj_classifier_load is this with h = w = 32. */
 int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int h, int w);
+/* The same with the graph built by build(&g, arch, 10, rng) (tests and
+ * experiments: a network that is not registered; 32x32 only); build NULL
+ * is dj_classifier_load_sized. */
+int dj_classifier_load_with(dj_classifier *c, const char *path, int freeze, int h, int w, dj_model_builder build);
 void dj_classifier_free(dj_classifier *c);
+
+/* Short unique names of classifiers, for CSV columns, JSON keys and file
+ * names: each one's arch lowercased, any other character than a-z and 0-9
+ * becoming '_' (a run of them one), at most 20 characters ("c" for none);
+ * the second, third, ... of equal names get "_2", "_3", ... */
+#define DJ_CLASSIFIER_TAG_SIZE 32
+void dj_classifier_tags(const dj_classifier *c, int n, char (*tags)[DJ_CLASSIFIER_TAG_SIZE]);
 
 #ifdef __cplusplus
 }

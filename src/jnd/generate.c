@@ -18,7 +18,7 @@ struct dj_jnd_generator {
     char *model_path;
     int count, stride;
     char *paths[DJ_JND_MAX_CLASSIFIERS];
-    char tags[DJ_JND_MAX_CLASSIFIERS][80];
+    char tags[DJ_JND_MAX_CLASSIFIERS][DJ_CLASSIFIER_TAG_SIZE];
     /* Graphs for the current padded size ph x pw (0 x 0: none yet). The
      * model's own E-D is used when the size is the model's. */
     int ph, pw;
@@ -118,11 +118,8 @@ int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, cons
             break;
         }
         stride = stride / gcd(stride, s) * s;
-        int same = 0;
-        for (int j = 0; j < k; j++) same += !strncmp(tmp[j].arch, tmp[k].arch, sizeof tmp[k].arch);
-        if (same) snprintf(g->tags[k], sizeof g->tags[k], "%s-%d", tmp[k].arch, same + 1);
-        else snprintf(g->tags[k], sizeof g->tags[k], "%s", tmp[k].arch);
     }
+    if (!rc) dj_classifier_tags(tmp, g->count, g->tags);
     if (loaded) dj_jnd_classifiers_free(tmp, g->count);
     g->stride = stride;
     if (rc) {

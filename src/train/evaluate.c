@@ -8,7 +8,6 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/dmvjnd.h"
-#include "train/recipe.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
 #include "dmvjnd/train.h"
@@ -90,7 +89,13 @@ int dj_classifier_load(dj_classifier *c, const char *path, int freeze) {
 }
 
 int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int h, int w) {
+    return dj_classifier_load_with(c, path, freeze, h, w, NULL);
+}
+
+int dj_classifier_load_with(dj_classifier *c, const char *path, int freeze, int h, int w, dj_model_builder build) {
     if (!c || !path) return dj_error(DJ_EINVAL, "dj_classifier_load: NULL argument");
+    if (build && (h != DJ_CIFAR10_SIDE || w != DJ_CIFAR10_SIDE))
+        return dj_error(DJ_EINVAL, "%s: a caller's builder builds 32x32 classifiers only, not %dx%d", path, h, w);
     memset(c, 0, sizeof *c);
     dj_st_file *f = NULL;
     int rc = dj_st_open(path, DJ_ST_CHECK_FINITE, &f);
@@ -110,11 +115,11 @@ int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int
     }
     strcpy(c->arch, arch);
     for (int i = 0; i < 3; i++) c->mean[i] = c->std[i] = 0.5f;
-    if (mean && recipe_parse_triple(mean, c->mean)) {
+    if (mean && dj_meta_parse_float3(mean, c->mean)) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata train.mean = '%.60s' is not three numbers a,b,c", path, mean);
         goto fail;
     }
-    if (sd && (recipe_parse_triple(sd, c->std) || !(c->std[0] > 0 && c->std[1] > 0 && c->std[2] > 0))) {
+    if (sd && (dj_meta_parse_float3(sd, c->std) || !(c->std[0] > 0 && c->std[1] > 0 && c->std[2] > 0))) {
         rc = dj_error(DJ_EFORMAT, "%s: metadata train.std = '%.60s' is not three positive numbers a,b,c", path, sd);
         goto fail;
     }
@@ -125,11 +130,15 @@ int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int
      * (DJ_EFORMAT); once it is known, a failure to build is the caller's
      * size (DJ_EINVAL) or the machine's (DJ_ENOMEM), so that code is kept. */
     int stride;
-    if (dj_model_stride(arch, &stride)) {
+    if (build) {
+        if ((rc = build(&c->graph, arch, DJ_CIFAR10_CLASSES, &rng))) {
+            rc = dj_error(DJ_EFORMAT, "%s: %s", path, dj_last_error());
+            goto fail;
+        }
+    } else if (dj_model_stride(arch, &stride)) {
         rc = dj_error(DJ_EFORMAT, "%s: %s", path, dj_last_error());
         goto fail;
-    }
-    if ((rc = dj_model_build_sized(&c->graph, arch, DJ_CIFAR10_CLASSES, h, w, &rng))) {
+    } else if ((rc = dj_model_build_sized(&c->graph, arch, DJ_CIFAR10_CLASSES, h, w, &rng))) {
         rc = dj_error(rc, "%s: %s", path, dj_last_error());
         goto fail;
     }
@@ -148,4 +157,35 @@ void dj_classifier_free(dj_classifier *c) {
     if (!c) return;
     dj_graph_destroy(c->graph);
     memset(c, 0, sizeof *c);
+}
+
+/* An arch as a tag: lowercase a-z 0-9, runs of others as one '_', <= 20. */
+static void tag_base(const char *arch, char base[24]) {
+    size_t len = 0;
+    for (const char *s = arch; *s && len < 20; s++) {
+        char ch = *s;
+        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+            base[len++] = ch;
+        else if (len && base[len - 1] != '_')
+            base[len++] = '_';
+    }
+    if (!len) base[len++] = 'c';
+    base[len] = '\0';
+}
+
+void dj_classifier_tags(const dj_classifier *c, int n, char (*tags)[DJ_CLASSIFIER_TAG_SIZE]) {
+    for (int k = 0; k < n; k++) {
+        char base[24], other[24];
+        tag_base(c[k].arch, base);
+        int dup = 1;
+        for (int i = 0; i < k; i++) {
+            tag_base(c[i].arch, other);
+            dup += !strcmp(other, base);
+        }
+        if (dup > 1)
+            snprintf(tags[k], DJ_CLASSIFIER_TAG_SIZE, "%.20s_%d", base, dup);
+        else
+            snprintf(tags[k], DJ_CLASSIFIER_TAG_SIZE, "%.20s", base);
+    }
 }
