@@ -12,7 +12,7 @@
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_eval.h"
 #include "inputs.h"
-#include "util/progress.h"
+#include "progress.h"
 
 typedef struct prog_ctx {
     dj_progress p;

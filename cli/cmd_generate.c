@@ -12,7 +12,7 @@
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_generate.h"
 #include "inputs.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 /* One image's name in the output folder: "test-00017" for a CIFAR record,
  * the PNG's file name without its folder and ".png" otherwise. */

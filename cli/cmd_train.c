@@ -9,7 +9,7 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
 #include "inputs.h"
-#include "util/progress.h"
+#include "progress.h"
 
 typedef struct printer {
     dj_progress prog;

@@ -7,7 +7,7 @@
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/train.h"
-#include "util/progress.h"
+#include "progress.h"
 
 typedef struct printer {
     dj_progress prog;

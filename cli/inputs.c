@@ -136,7 +136,7 @@ int cli_models_load(cli_models *ms, const char *const *paths, int count) {
     }
     ms->paths = (const char **)paths;
     for (int i = 0; i < count; i++) {
-        int rc = dj_classifier_load(&ms->m[i], paths[i], 1);
+        int rc = dj_classifier_load(paths[i], 1, &ms->m[i]);
         if (rc) {
             cli_models_free(ms);
             return rc;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "dmvjnd/tensor.h"
-#include "dmvjnd/train.h"
+#include "dmvjnd/classifier.h"
 
 /* Removes every "--<name> V" and "--<name>=V" from argv[1..*argc) (argv[0]
  * stays) and appends the values to *vals (malloc'ed, count in *n; free the

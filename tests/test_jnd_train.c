@@ -296,11 +296,11 @@ static void test_cache(void) {
         dj_rng r;
         dj_rng_seed(&r, 1);
         CHECK_OK(tiny_build(&g, "tiny2", 10, &r));
-        CHECK_OK(dj_weights_load(g, cls_paths[1], "tiny2"));
+        CHECK_OK(dj_weights_load(cls_paths[1], g, "tiny2"));
         const dj_param *p = dj_graph_find_param(g, "fc.bias");
         p->data[0] += 0.25f;
         char *copy = strdup(tmp("tiny2-changed.safetensors"));
-        CHECK_OK(dj_weights_save(g, copy, "tiny2", NULL, 0));
+        CHECK_OK(dj_weights_save(copy, g, "tiny2", NULL, 0));
         dj_graph_destroy(g);
         dj_classifier cls2[2];
         const char *paths2[2] = {cls_paths[0], copy};
@@ -466,7 +466,7 @@ static void test_short_run(void) {
         dj_rng_seed(&rng, 1);
         dj_jnd_ed_config ec = m.ed_cfg;
         CHECK_OK(dj_model_jnd_ed(&ed, &ec, 32, 32, &rng));
-        CHECK_OK(dj_weights_load(ed, c.out_path, "jnd_ed"));
+        CHECK_OK(dj_weights_load(c.out_path, ed, "jnd_ed"));
         dj_tensor cv = dj_tensor_view(cam, 8, 32, 32, 1);
         CHECK_OK(dj_jnd_stack(&x, &cv, NULL, &xc));
         const dj_tensor *ref;
@@ -607,7 +607,7 @@ static dj_graph *load_ed(const char *path) {
     dj_jnd_ed_config ec = dj_jnd_ed_defaults();
     ec.width = 0.25f;
     if (dj_model_jnd_ed(&g, &ec, 32, 32, &r)) return NULL;
-    if (dj_weights_load(g, path, "jnd_ed")) {
+    if (dj_weights_load(path, g, "jnd_ed")) {
         fprintf(stderr, "load_ed: %s\n", dj_last_error());
         dj_graph_destroy(g);
         return NULL;

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 #include "dmvjnd/safetensors.h"
 
 int dj_meta_parse_float3(const char *s, float v[3]) {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "dmvjnd/cam.h"
-#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/weights.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/image.h"
@@ -63,11 +63,11 @@ static int ensure_size(dj_jnd_generator *g, int ph, int pw) {
         dj_rng rng;
         dj_rng_seed(&rng, 0);
         rc = dj_model_jnd_ed(&g->ed, &g->model.ed_cfg, ph, pw, &rng);
-        if (!rc) rc = dj_weights_load(g->ed, g->model_path, "jnd_ed");
+        if (!rc) rc = dj_weights_load(g->model_path, g->ed, "jnd_ed");
         if (!rc) rc = dj_graph_freeze(g->ed);
     }
     for (int k = 0; k < g->count && !rc; k++) {
-        rc = dj_classifier_load_sized(&g->cls[k], g->paths[k], 1, ph, pw);
+        rc = dj_classifier_load_sized(g->paths[k], 1, ph, pw, &g->cls[k]);
         if (!rc) {
             dj_cam_layout L;
             if (dj_cam_find(g->cls[k].graph, &L))

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "dmvjnd/cam.h"
-#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/weights.h"
 #include "dmvjnd/dmvjnd.h"
-#include "dmvjnd/jnd_train.h"
+#include "dmvjnd/jnd_model.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
 
@@ -68,7 +68,7 @@ int dj_jnd_classifiers_load(dj_classifier *out, const char *const *paths, int co
             rc = dj_error(DJ_EINVAL, "jnd: classifier %d has an empty path", k + 1);
             break;
         }
-        rc = dj_classifier_load_with(&out[k], paths[k], 1, DJ_CIFAR10_SIDE, DJ_CIFAR10_SIDE, build);
+        rc = dj_classifier_load_with(paths[k], 1, DJ_CIFAR10_SIDE, DJ_CIFAR10_SIDE, build, &out[k]);
         if (rc) break;
         dj_graph *g = out[k].graph;
         int h, w, c, classes;
@@ -107,7 +107,7 @@ void dj_jnd_model_free(dj_jnd_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_info *info, const dj_kv *extra,
+int dj_jnd_model_save(const char *path, const dj_graph *ed, const dj_jnd_model_info *info, const dj_kv *extra,
                       int nextra) {
     if (!ed || !path || !info || nextra < 0 || (nextra > 0 && !extra))
         return dj_error(DJ_EINVAL, "jnd model save: NULL argument");
@@ -154,7 +154,7 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
     meta[n++] = (dj_kv){"norm.mean", mean};
     meta[n++] = (dj_kv){"norm.std", sd};
     for (int i = 0; i < nextra; i++) meta[n++] = extra[i];
-    int rc = dj_weights_save(ed, path, ED_ARCH, meta, n);
+    int rc = dj_weights_save(path, ed, ED_ARCH, meta, n);
     free(names);
     free(meta);
     return rc;
@@ -226,7 +226,7 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
         rc = dj_error(rc, "%s: %s", path, dj_last_error());
         goto fail;
     }
-    if ((rc = dj_weights_load_file(m->ed, f, ED_ARCH))) goto fail;
+    if ((rc = dj_weights_load_file(f, m->ed, ED_ARCH))) goto fail;
     if ((rc = dj_graph_freeze(m->ed))) goto fail;
     dj_st_close(f);
     return DJ_OK;

@@ -273,7 +273,7 @@ static int write_model(trainer *j) {
     info.norm = cfg->norm;
     info.classifiers = cfg->classifiers;
     info.nclassifiers = cfg->nclassifiers;
-    return dj_jnd_model_save(j->ed, cfg->out_path, &info, extra, n);
+    return dj_jnd_model_save(cfg->out_path, j->ed, &info, extra, n);
 }
 
 

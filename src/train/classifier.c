@@ -261,7 +261,7 @@ static int save(dj_train_job *j, void *user) {
         meta[n++] = (dj_kv){"test_accuracy_head", hacc};
         meta[n++] = (dj_kv){"test_images_head", himgs};
     }
-    return dj_weights_save(j->g, cfg->out_path, cfg->arch, meta, n);
+    return dj_weights_save(cfg->out_path, j->g, cfg->arch, meta, n);
 }
 
 static int load_data(trainer *t) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 #include "dmvjnd/image.h"
 
 /* 5x7 font, printable ASCII 0x20..0x7e; 5 columns per glyph, bit 0 = top row. */
