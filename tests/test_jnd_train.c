@@ -2,8 +2,9 @@
  * classifiers trained here in a second: the required behaviour (mean |e|
  * grows while the training RCA stays >= 95%), the labels + CAM cache
  * (saved, reused when it matches, rebuilt when a classifier file changes,
- * equal to a fresh computation), a bit-identical resume, the CSV columns,
- * plots, the model file and generation, and the gradient of the whole loss
+ * equal to a fresh computation), a bit-identical resume, the CSV columns
+ * (plotted by tools/plot_training.py: tests/test_plot_training.c), the
+ * model file and generation, and the gradient of the whole loss
  * through the frozen classifiers against finite differences. Needs the
  * CIFAR-10 data (scripts/get-cifar10.sh, or DMVJND_DATA). */
 #include <math.h>
@@ -383,7 +384,6 @@ static void test_short_run(void) {
     c.out_path = tmp("jnd.safetensors");
     c.checkpoint_path = tmp("jnd.ckpt");
     c.log_path = tmp("jnd.csv");
-    c.plot_dir = tmpdir;
     c.no_cache_file = 0;
     watch w = {0};
     dj_jnd_train_callbacks cb = {on_cache, on_start, on_step, on_epoch, &w};
@@ -422,15 +422,6 @@ static void test_short_run(void) {
         CHECK(hc == rc && hc == 31);
     }
     free(csv);
-    /* plots */
-    const char *pngs[3] = {"rca.png", "loss.png", "psnr.png"};
-    for (int i = 0; i < 3; i++) {
-        dj_image im = {0};
-        CHECK_OK(dj_png_read(tmp(pngs[i]), &im));
-        CHECK(im.w >= 560 && im.h >= 400);
-        dj_image_free(&im);
-    }
-    CHECK_OK(dj_jnd_plot_csv(c.log_path, tmpdir));
 
     /* the model file: settings, and generation equals the E-D's own pass */
     dj_jnd_model m;
@@ -494,7 +485,6 @@ static void test_short_run(void) {
     c2.out_path = NULL;
     c2.checkpoint_path = NULL;
     c2.log_path = NULL;
-    c2.plot_dir = NULL;
     c2.cache_path = r.cache_path;
     dj_jnd_train_result r2;
     CHECK_OK(dj_jnd_train(&c2, NULL, &r2));

@@ -201,7 +201,6 @@ typedef struct dj_jnd_train_config {
     const char *checkpoint_path;
     int resume;                     /* continue from checkpoint_path if it exists      */
     const char *log_path;           /* CSV, one row per epoch                          */
-    const char *plot_dir;           /* PNG trend plots, rewritten every epoch          */
     const char *cache_path;         /* labels + CAM cache; NULL: next to out_path or   */
                                     /* checkpoint_path ("jnd-cache.safetensors"), or   */
                                     /* in memory only when neither is given            */
@@ -270,9 +269,10 @@ typedef struct dj_jnd_train_result {
 
 /* Run the job (as dj_train_classifier does for classifiers: checks the
  * outputs first, then loads data and classifiers, the cache, resumes, trains,
- * writes CSV + checkpoint + plots after every epoch and the model file at
- * the end). Errors as dj_train_classifier's; DJ_ENUMERIC when the loss or a
- * parameter becomes NaN/Inf (res->diverged). cb and res may be NULL. */
+ * writes CSV + checkpoint after every epoch and the model file at the end;
+ * tools/plot_training.py draws the CSV). Errors as dj_train_classifier's;
+ * DJ_ENUMERIC when the loss or a parameter becomes NaN/Inf (res->diverged).
+ * cb and res may be NULL. */
 int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *cb, dj_jnd_train_result *res);
 
 /* The CSV header for these classifier tags (buf of size bytes). Columns:
@@ -284,11 +284,6 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
  * mean_abs_e in 8-bit levels. */
 int dj_jnd_csv_header(char *buf, size_t size, const char tags[][32], int count);
 
-/* Write the trend plots of a CSV log written by dj_jnd_train (the paper's
- * Fig. 5-7) into dir: rca.png (mean and per classifier, training and test),
- * loss.png (Loss, Loss1, Loss2, Loss3; training solid, test dashed, one
- * panel each) and psnr.png. */
-int dj_jnd_plot_csv(const char *csv_path, const char *dir);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,4 @@ int dj_jnd_train_recipe(const dj_jnd_train_config *cfg, int train_images, dj_kv 
 /* One CSV row (dj_jnd_csv_header's columns) for K classifiers. */
 int dj_jnd_csv_row(char *row, size_t size, const dj_jnd_epoch_stats *st, int K);
 
-/* The trend plots of a log's text into dir (rca.png, loss.png, psnr.png). */
-int dj_jnd_plot_text(const char *csv_text, const char *dir);
-
 #endif

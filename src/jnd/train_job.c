@@ -214,8 +214,6 @@ static int finish_epoch(dj_train_job *j, char *row, size_t size, void *user) {
 
 static int epoch_done(dj_train_job *j, void *user) {
     trainer *t = user;
-    int rc;
-    if (t->cfg->plot_dir && (rc = dj_jnd_plot_text(j->csv.text, t->cfg->plot_dir))) return rc;
     if (t->cb && t->cb->on_epoch) t->cb->on_epoch(&t->st, t->cb->user);
     return DJ_OK;
 }
@@ -441,10 +439,6 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
     char recipe_buf[8192];
 
     if ((rc = dj_train_job_init(j, &spec))) goto out;
-    if (cfg->plot_dir && (rc = dj_check_writable_dir(cfg->plot_dir))) {
-        rc = dj_error(rc, "cannot write the plots into '%s': %s", cfg->plot_dir, dj_last_error());
-        goto out;
-    }
     if ((rc = load_data(t))) goto out;
     if ((rc = dj_train_job_plan(j, t->train.n))) goto out;
     /* the classifiers, their tags and their cache */
