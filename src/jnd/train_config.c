@@ -12,9 +12,9 @@
 
 /* ============================================================== presets */
 
-static const char *const default_classifiers[] = {"models/alexnet.safetensors", "models/vgg11bn.safetensors",
-                                                  "models/resnet20.safetensors", "models/densenet40bc.safetensors",
-                                                  NULL};
+static const char *const default_classifiers[] = {
+    "models/alexnet_v1.0.safetensors", "models/vgg11bn_v1.0.safetensors", "models/resnet20_v1.0.safetensors",
+    "models/densenet40bc_v1.0.safetensors", NULL};
 
 const char *const *dj_jnd_default_classifiers(void) { return default_classifiers; }
 
