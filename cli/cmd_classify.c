@@ -8,10 +8,10 @@
 #include "args.h"
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
-#include "dmvjnd/train.h"
+#include "dmvjnd/classifier.h"
 #include "default_models.h"
 #include "inputs.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 enum { NCLS = DJ_CIFAR10_CLASSES };
 

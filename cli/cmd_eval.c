@@ -14,7 +14,7 @@
 #include "dmvjnd/jnd_eval.h"
 #include "default_models.h"
 #include "inputs.h"
-#include "util/progress.h"
+#include "progress.h"
 
 typedef struct prog_ctx {
     dj_progress p;

@@ -14,7 +14,7 @@
 #include "dmvjnd/jnd_generate.h"
 #include "default_models.h"
 #include "inputs.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 /* One image's name in the output folder: "test-00017" for a CIFAR record,
  * the PNG's file name without its folder and ".png" otherwise. */

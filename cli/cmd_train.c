@@ -10,8 +10,8 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_train.h"
 #include "inputs.h"
-#include "train/recipe.h"
-#include "util/progress.h"
+#include "plot.h"
+#include "progress.h"
 
 typedef struct printer {
     dj_progress prog;
@@ -137,7 +137,11 @@ int cmd_train(int argc, char **argv) {
         {"stop-after", OPT_INT, &stop_after, "stop after this epoch (checkpoint kept; finish with --resume)", 0,
          100000},
         {"log", OPT_STRING, &log, "CSV log, one row per epoch", 1, 0},
-        {"plots", OPT_STRING, &plots, "folder for rca.png, loss.png, psnr.png (rewritten every epoch)", 1, 0},
+        {"plots", OPT_STRING, &plots,
+         "folder for rca.png, loss.png, psnr.png and plots.json, drawn from the CSV log after training by "
+         "tools/plot_training.py (python3-matplotlib; without it a warning); the log goes there as train.csv "
+         "without --log",
+         1, 0},
         {"cache", OPT_STRING, &cache, "labels + CAM cache file (default jnd-cache.safetensors next to --out)", 1, 0},
         {"no-cache-file", OPT_FLAG, &no_cache_file, "compute the cache in memory, never read or write a file", 0, 0},
         {"log-every", OPT_FLOAT, &log_every, "seconds between progress lines when stderr is not a terminal (30)",
@@ -196,7 +200,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "dmvjnd train: --e-unit must be normalized or pixel01, not '%s'\n", e_unit);
         goto done;
     }
-    if ((mean && recipe_parse_triple(mean, cfg.norm.mean)) || (stdv && recipe_parse_triple(stdv, cfg.norm.std))) {
+    if ((mean && dj_meta_parse_float3(mean, cfg.norm.mean)) || (stdv && dj_meta_parse_float3(stdv, cfg.norm.std))) {
         fprintf(stderr, "dmvjnd train: --mean and --std take three numbers r,g,b\n");
         goto done;
     }
@@ -230,8 +234,7 @@ int cmd_train(int argc, char **argv) {
     cfg.checkpoint_path = ckpt;
     cfg.resume = resume;
     cfg.stop_after = stop_after;
-    cfg.log_path = log;
-    cfg.plot_dir = plots;
+    char plot_log[4096];
     if (plots) { /* like every --out folder: created if missing (one level) */
         int st_dir = cli_prepare_out_dir(plots);
         if (st_dir) {
@@ -239,7 +242,12 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "dmvjnd train: %s\n", dj_last_error());
             goto done;
         }
+        if (!log) { /* the figures are drawn from the log */
+            snprintf(plot_log, sizeof plot_log, "%s/train.csv", plots);
+            log = plot_log;
+        }
     }
+    cfg.log_path = log;
     cfg.cache_path = cache;
     cfg.no_cache_file = no_cache_file;
 
@@ -259,6 +267,7 @@ int cmd_train(int argc, char **argv) {
     fflush(stdout);
     int st = dj_jnd_train(&cfg, &cb, &res);
     dj_progress_clear(&pr.prog);
+    if (plots && res.epochs_done > 0 && cli_plot_training(log, plots)) printf("plots: %s\n", plots);
     if (st) {
         rc = res.diverged ? EXIT_FAILURE_GENERIC : cli_exit_code(st);
         fprintf(stderr, "dmvjnd train: %s\n", dj_last_error()[0] ? dj_last_error() : dj_strerror(st));

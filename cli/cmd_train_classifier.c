@@ -7,7 +7,9 @@
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/train.h"
-#include "util/progress.h"
+#include "inputs.h"
+#include "plot.h"
+#include "progress.h"
 
 typedef struct printer {
     dj_progress prog;
@@ -47,7 +49,7 @@ static void on_epoch(const dj_epoch_stats *s, void *user) {
 
 int cmd_train_classifier(int argc, char **argv) {
     dj_train_config cfg = dj_train_defaults();
-    const char *optim = "sgd", *schedule = NULL;
+    const char *optim = "sgd", *schedule = NULL, *plots = NULL;
     double momentum = -1, wd = -1, lr = cfg.lr;
     int nesterov = 0, no_augment = 0, seed = (int)cfg.seed, quiet = 0, help = 0;
     double log_every = 30;
@@ -82,6 +84,11 @@ int cmd_train_classifier(int argc, char **argv) {
         {"stop-after", OPT_INT, &cfg.stop_after, "stop after this epoch (checkpoint kept; finish with --resume)", 0,
          100000},
         {"log", OPT_STRING, &cfg.log_path, "CSV log, one row per epoch", 1, 0},
+        {"plots", OPT_STRING, &plots,
+         "folder for loss.png, accuracy.png, lr.png and plots.json, drawn from the CSV log after training by "
+         "tools/plot_training.py (python3-matplotlib; without it a warning); the log goes there as train.csv "
+         "without --log",
+         1, 0},
         {"log-every", OPT_FLOAT, &log_every, "seconds between progress lines when stderr is not a terminal "
                                              "(default 30)", 0.1, 1e6},
         {"quiet", OPT_FLAG, &quiet, "no progress line (epoch lines only)", 0, 0},
@@ -124,6 +131,18 @@ int cmd_train_classifier(int argc, char **argv) {
     if (schedule) cfg.schedule = schedule;
     cfg.augment = !no_augment;
     cfg.seed = (uint64_t)seed;
+    char plot_log[4096];
+    if (plots) { /* created if missing, like every output folder */
+        int st_dir = cli_prepare_out_dir(plots);
+        if (st_dir) {
+            fprintf(stderr, "dmvjnd train-classifier: %s\n", dj_last_error());
+            return cli_exit_code(st_dir);
+        }
+        if (!cfg.log_path) { /* the figures are drawn from the log */
+            snprintf(plot_log, sizeof plot_log, "%s/train.csv", plots);
+            cfg.log_path = plot_log;
+        }
+    }
 
     printer pr;
     dj_progress_init(&pr.prog, stderr, log_every);
@@ -136,6 +155,7 @@ int cmd_train_classifier(int argc, char **argv) {
     fflush(stdout);
     int st = dj_train_classifier(&cfg, &cb, &res);
     dj_progress_clear(&pr.prog);
+    if (plots && res.epochs_done > 0 && cli_plot_training(cfg.log_path, plots)) printf("plots: %s\n", plots);
     if (st) {
         int code = res.diverged ? EXIT_FAILURE_GENERIC : cli_exit_code(st);
         fprintf(stderr, "dmvjnd train-classifier: %s\n", dj_last_error()[0] ? dj_last_error() : dj_strerror(st));

@@ -136,19 +136,14 @@ int cli_models_load(cli_models *ms, const char *const *paths, int count) {
     }
     ms->paths = (const char **)paths;
     for (int i = 0; i < count; i++) {
-        int rc = dj_classifier_load(&ms->m[i], paths[i], 1);
+        int rc = dj_classifier_load(paths[i], 1, &ms->m[i]);
         if (rc) {
             cli_models_free(ms);
             return rc;
         }
         ms->n = i + 1;
-        int same = 0;
-        for (int j = 0; j < i; j++) same += !strcmp(ms->m[j].arch, ms->m[i].arch);
-        if (same)
-            snprintf(ms->tag[i], sizeof ms->tag[i], "%s-%d", ms->m[i].arch, same + 1);
-        else
-            snprintf(ms->tag[i], sizeof ms->tag[i], "%s", ms->m[i].arch);
     }
+    dj_classifier_tags(ms->m, ms->n, ms->tag);
     return DJ_OK;
 }
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "dmvjnd/tensor.h"
-#include "dmvjnd/train.h"
+#include "dmvjnd/classifier.h"
 
 /* Removes every "--<name> V" and "--<name>=V" from argv[1..*argc) (argv[0]
  * stays) and appends the values to *vals (malloc'ed, count in *n; free the
@@ -38,13 +38,13 @@ void cli_images_free(cli_images *im);
 /* Images [start, start + x->n) normalised with mean/std into x (32x32x3). */
 int cli_images_batch(const cli_images *im, int start, const float mean[3], const float std[3], dj_tensor *x);
 
-/* The classifiers: loaded and frozen; tag = arch, made unique with "-2",
- * "-3", ... when several files hold the same architecture. */
+/* The classifiers: loaded and frozen; tags from dj_classifier_tags (the
+ * arch, made unique with "_2", "_3", ... when several files hold one). */
 typedef struct cli_models {
     int n;
     dj_classifier *m;
     const char **paths;
-    char (*tag)[80];
+    char (*tag)[DJ_CLASSIFIER_TAG_SIZE];
 } cli_models;
 
 int cli_models_load(cli_models *ms, const char *const *paths, int count);

@@ -49,7 +49,7 @@ static int fixture_make(jnd_fixture *f, const char *tag, float e_scale) {
         snprintf(f->cls[k], sizeof f->cls[k], "%s/%s.safetensors", dir, arch[k]);
         if (dj_model_build(&g, arch[k], 10, &r)) return -1;
         fixture_randomise_bn(g, &r);
-        int rc = dj_weights_save(g, f->cls[k], arch[k], NULL, 0);
+        int rc = dj_weights_save(f->cls[k], g, arch[k], NULL, 0);
         dj_graph_destroy(g);
         if (rc) return -1;
     }
@@ -68,7 +68,7 @@ static int fixture_make(jnd_fixture *f, const char *tag, float e_scale) {
                               .alpha = 1, .beta = 1, .norm = dj_jnd_norm_paper(), .classifiers = paths,
                               .nclassifiers = 2};
     snprintf(f->model, sizeof f->model, "%s/jnd.safetensors", dir);
-    int rc = dj_jnd_model_save(ed, f->model, &info, NULL, 0);
+    int rc = dj_jnd_model_save(f->model, ed, &info, NULL, 0);
     dj_graph_destroy(ed);
     return rc ? -1 : 0;
 }

@@ -303,14 +303,14 @@ static int read_png(void *path) {
 
 static void row_weights_missing(void) {
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("no-such.safetensors"), 1), DJ_EIO, "cannot open: No such file");
+    CHECK_FAILS(dj_classifier_load(tp("no-such.safetensors"), 1, &c), DJ_EIO, "cannot open: No such file");
     CLI("classify", "--model", tp("no-such.safetensors"), "--png", good_png);
     CHECK_CLI(3, "no-such.safetensors: cannot open: No such file or directory");
 }
 
 static void row_weights_directory(void) {
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tmpdir, 1), DJ_EIO, "not a regular file");
+    CHECK_FAILS(dj_classifier_load(tmpdir, 1, &c), DJ_EIO, "not a regular file");
     CLI("classify", "--model", tmpdir, "--png", good_png);
     CHECK_CLI(3, "not a regular file");
 }
@@ -318,7 +318,7 @@ static void row_weights_directory(void) {
 static void row_weights_empty(void) {
     put(tp("empty.safetensors"), "", 0);
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("empty.safetensors"), 1), DJ_EFORMAT, "file is 0 bytes, too short");
+    CHECK_FAILS(dj_classifier_load(tp("empty.safetensors"), 1, &c), DJ_EFORMAT, "file is 0 bytes, too short");
     CLI("classify", "--model", tp("empty.safetensors"), "--png", good_png);
     CHECK_CLI(3, "empty.safetensors: file is 0 bytes, too short for a safetensors file");
 }
@@ -329,7 +329,7 @@ static void row_weights_truncated_data(void) {
     dj_free(d);
     truncate_copy(good_w, tp("cut.safetensors"), n / 2);
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("cut.safetensors"), 1), DJ_EFORMAT, "(truncated file?)");
+    CHECK_FAILS(dj_classifier_load(tp("cut.safetensors"), 1, &c), DJ_EFORMAT, "(truncated file?)");
     CLI("classify", "--model", tp("cut.safetensors"), "--png", good_png);
     CHECK_CLI(3, "outside the data buffer");
 }
@@ -337,7 +337,7 @@ static void row_weights_truncated_data(void) {
 static void row_weights_truncated_header(void) {
     truncate_copy(good_w, tp("cut_hdr.safetensors"), 100);
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("cut_hdr.safetensors"), 1), DJ_EFORMAT, "exceeds the 92 bytes after it");
+    CHECK_FAILS(dj_classifier_load(tp("cut_hdr.safetensors"), 1, &c), DJ_EFORMAT, "exceeds the 92 bytes after it");
     CLI("classify", "--model", tp("cut_hdr.safetensors"), "--png", good_png);
     CHECK_CLI(3, "(truncated file?)");
 }
@@ -424,7 +424,7 @@ static void row_weights_huge_dims(void) {
 static void row_weights_wrong_dtype(void) {
     CHECK_OK(rewrite(good_w, tp("dtype.safetensors"), 'd', NULL, NULL));
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("dtype.safetensors"), 1), DJ_EFORMAT, "has dtype I64, expected F32");
+    CHECK_FAILS(dj_classifier_load(tp("dtype.safetensors"), 1, &c), DJ_EFORMAT, "has dtype I64, expected F32");
     CLI("classify", "--model", tp("dtype.safetensors"), "--png", good_png);
     CHECK_CLI(3, "has dtype I64, expected F32");
     float z[2] = {0};
@@ -440,8 +440,9 @@ static void row_weights_nan_inf(void) {
     CHECK_OK(rewrite(good_w, tp("nan.safetensors"), 'n', NULL, NULL));
     CHECK_OK(rewrite(good_w, tp("inf.safetensors"), 'i', NULL, NULL));
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("nan.safetensors"), 1), DJ_ENUMERIC, "has a non-finite value (nan) at index 5");
-    CHECK_FAILS(dj_weights_load(resnet, tp("inf.safetensors"), "resnet20"), DJ_ENUMERIC, "non-finite value (inf)");
+    CHECK_FAILS(dj_classifier_load(tp("nan.safetensors"), 1, &c), DJ_ENUMERIC,
+                "has a non-finite value (nan) at index 5");
+    CHECK_FAILS(dj_weights_load(tp("inf.safetensors"), resnet, "resnet20"), DJ_ENUMERIC, "non-finite value (inf)");
     CLI("classify", "--model", tp("nan.safetensors"), "--png", good_png);
     CHECK_CLI(3, "has a non-finite value (nan) at index 5");
     CLI("classify", "--model", tp("inf.safetensors"), "--png", good_png);
@@ -453,10 +454,10 @@ static void row_weights_wrong_arch(void) {
     CHECK_OK(rewrite(good_w, tp("archx.safetensors"), 'm', "arch", "nosuchnet"));
     CHECK_OK(rewrite(good_w, tp("noarch.safetensors"), 'm', "arch", NULL));
     dj_classifier c;
-    CHECK_FAILS(dj_classifier_load(&c, tp("arch32.safetensors"), 1), DJ_ENOTFOUND, "is missing");
-    CHECK_FAILS(dj_classifier_load(&c, tp("archx.safetensors"), 1), DJ_EFORMAT, "unknown model 'nosuchnet'");
-    CHECK_FAILS(dj_classifier_load(&c, tp("noarch.safetensors"), 1), DJ_EFORMAT, "no 'arch' metadata");
-    CHECK_FAILS(dj_weights_load(resnet, tp("arch32.safetensors"), "resnet20"), DJ_EFORMAT, "resnet32");
+    CHECK_FAILS(dj_classifier_load(tp("arch32.safetensors"), 1, &c), DJ_ENOTFOUND, "is missing");
+    CHECK_FAILS(dj_classifier_load(tp("archx.safetensors"), 1, &c), DJ_EFORMAT, "unknown model 'nosuchnet'");
+    CHECK_FAILS(dj_classifier_load(tp("noarch.safetensors"), 1, &c), DJ_EFORMAT, "no 'arch' metadata");
+    CHECK_FAILS(dj_weights_load(tp("arch32.safetensors"), resnet, "resnet20"), DJ_EFORMAT, "resnet32");
     CLI("classify", "--model", tp("arch32.safetensors"), "--png", good_png);
     CHECK_CLI(3, "is missing");
     CLI("classify", "--model", tp("archx.safetensors"), "--png", good_png);
@@ -820,12 +821,12 @@ static void row_disk_full(void) {
     getrlimit(RLIMIT_FSIZE, &old);
     void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
     const char *path = tp("full.safetensors");
-    CHECK_OK(dj_weights_save(resnet, path, "resnet20", NULL, 0));
+    CHECK_OK(dj_weights_save(path, resnet, "resnet20", NULL, 0));
     size_t n0;
     void *before = slurp(path, &n0);
     struct rlimit lim = {64 << 10, old.rlim_max};
     setrlimit(RLIMIT_FSIZE, &lim);
-    int rc = dj_weights_save(resnet, path, "resnet20", NULL, 0);
+    int rc = dj_weights_save(path, resnet, "resnet20", NULL, 0);
     setrlimit(RLIMIT_FSIZE, &old);
     CHECK(rc == DJ_EIO && strstr(dj_last_error(), "full.safetensors: write failed: File too large"));
     if (rc != DJ_EIO) fprintf(stderr, "  got %d: %s\n", rc, dj_last_error());
@@ -954,7 +955,7 @@ int main(void) {
     good_png = strdup(tp("good.png"));
     static unsigned char px[32 * 32 * 3];
     for (int i = 0; i < 32 * 32 * 3; i++) px[i] = (unsigned char)(i * 13);
-    if (dj_weights_save(resnet, good_w, "resnet20", NULL, 0) || dj_png_write_rgb(good_png, px, 32, 32)) {
+    if (dj_weights_save(good_w, resnet, "resnet20", NULL, 0) || dj_png_write_rgb(good_png, px, 32, 32)) {
         fprintf(stderr, "cannot write the good files: %s\n", dj_last_error());
         return 1;
     }

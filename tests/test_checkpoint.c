@@ -235,7 +235,7 @@ static void expect_load_fails(const char *path, const char *arch, int code, cons
     scramble(g, 77);
     size_t n;
     float *before = snapshot(g, &n);
-    CHECK_FAILS(dj_weights_load(g, path, arch), code, substr);
+    CHECK_FAILS(dj_weights_load(path, g, arch), code, substr);
     const char *base = strrchr(path, '/');
     CHECK(strstr(dj_last_error(), base ? base + 1 : path) != NULL);
     CHECK(same_as(g, before, n));
@@ -252,12 +252,12 @@ static void test_weights_roundtrip(void) {
     CHECK(!same_params(a, b));
     dj_kv meta[2] = {{"recipe", "adam lr=1e-3 bs=128"}, {"accuracy", "0.9134"}};
     const char *p = tpath("tiny.safetensors");
-    CHECK_OK(dj_weights_save(a, p, "tinynet", meta, 2));
-    CHECK_OK(dj_weights_load(b, p, "tinynet"));
+    CHECK_OK(dj_weights_save(p, a, "tinynet", meta, 2));
+    CHECK_OK(dj_weights_load(p, b, "tinynet"));
     CHECK(same_params(a, b));
     /* No expected arch: judged by the tensors alone. */
     scramble(b, 12);
-    CHECK_OK(dj_weights_load(b, p, NULL));
+    CHECK_OK(dj_weights_load(p, b, NULL));
     CHECK(same_params(a, b));
 
     char buf[64];
@@ -295,7 +295,7 @@ static void test_weights_roundtrip(void) {
         CHECK(v == 0);
         /* a file already open loads too */
         scramble(b, 13);
-        CHECK_OK(dj_weights_load_file(b, f, "tinynet"));
+        CHECK_OK(dj_weights_load_file(f, b, "tinynet"));
         CHECK(same_params(a, b));
         dj_st_close(f);
     }
@@ -310,8 +310,8 @@ static void test_weights_linear_only(void) {
     if (!a || !b) goto out;
     scramble(a, 3);
     const char *p = tpath("lin.safetensors");
-    CHECK_OK(dj_weights_save(a, p, "linnet", NULL, 0));
-    CHECK_OK(dj_weights_load(b, p, "linnet"));
+    CHECK_OK(dj_weights_save(p, a, "linnet", NULL, 0));
+    CHECK_OK(dj_weights_load(p, b, "linnet"));
     CHECK(same_params(a, b));
 out:
     dj_graph_destroy(a);
@@ -322,17 +322,17 @@ static void test_save_arguments(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *p = tpath("args.safetensors");
-    CHECK_FAILS(dj_weights_save(g, p, NULL, NULL, 0), DJ_EINVAL, "arch");
-    CHECK_FAILS(dj_weights_save(g, p, "", NULL, 0), DJ_EINVAL, "arch");
+    CHECK_FAILS(dj_weights_save(p, g, NULL, NULL, 0), DJ_EINVAL, "arch");
+    CHECK_FAILS(dj_weights_save(p, g, "", NULL, 0), DJ_EINVAL, "arch");
     dj_kv bad[1] = {{"arch", "resnet56"}};
-    CHECK_FAILS(dj_weights_save(g, p, "tinynet", bad, 1), DJ_EINVAL, "reserved");
+    CHECK_FAILS(dj_weights_save(p, g, "tinynet", bad, 1), DJ_EINVAL, "reserved");
     dj_kv bad2[1] = {{"rng", "0"}};
-    CHECK_FAILS(dj_weights_save(g, p, "tinynet", bad2, 1), DJ_EINVAL, "reserved");
+    CHECK_FAILS(dj_weights_save(p, g, "tinynet", bad2, 1), DJ_EINVAL, "reserved");
     dj_kv nul[1] = {{"k", NULL}};
-    CHECK_FAILS(dj_weights_save(g, p, "tinynet", nul, 1), DJ_EINVAL, "NULL");
-    CHECK_FAILS(dj_weights_save(g, p, "tinynet", NULL, 1), DJ_EINVAL, "metadata");
+    CHECK_FAILS(dj_weights_save(p, g, "tinynet", nul, 1), DJ_EINVAL, "NULL");
+    CHECK_FAILS(dj_weights_save(p, g, "tinynet", NULL, 1), DJ_EINVAL, "metadata");
     CHECK(access(p, F_OK) != 0); /* nothing written by a refused save */
-    CHECK_FAILS(dj_weights_save(g, tpath("no/such/dir/w.safetensors"), "tinynet", NULL, 0), DJ_EIO, "");
+    CHECK_FAILS(dj_weights_save(tpath("no/such/dir/w.safetensors"), g, "tinynet", NULL, 0), DJ_EIO, "");
     dj_graph_destroy(g);
 }
 
@@ -340,7 +340,7 @@ static void test_missing_tensor(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("missing.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     CHECK_OK(rewrite(ok, bad, E_DROP, "b1.running_var", NULL));
     expect_load_fails(bad, "tinynet", DJ_ENOTFOUND, "tensor 'b1.running_var' is missing");
     CHECK_OK(rewrite(ok, bad, E_DROP, "fc.bias", NULL));
@@ -348,7 +348,7 @@ static void test_missing_tensor(void) {
     /* num_batches_tracked is optional (dmvjnd never needs it) */
     CHECK_OK(rewrite(ok, bad, E_DROP, "b1.num_batches_tracked", NULL));
     dj_graph *h = tiny_net(9, 0);
-    CHECK_OK(dj_weights_load(h, bad, "tinynet"));
+    CHECK_OK(dj_weights_load(bad, h, "tinynet"));
     CHECK(same_params(g, h));
     dj_graph_destroy(h);
     dj_graph_destroy(g);
@@ -358,7 +358,7 @@ static void test_misshaped_tensor(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("shape.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     CHECK_OK(rewrite(ok, bad, E_RESHAPE, "c1.weight", NULL));
     expect_load_fails(bad, "tinynet", DJ_EINVAL, "tensor 'c1.weight' has shape [108], expected [4,3,3,3]");
     dj_graph_destroy(g);
@@ -368,7 +368,7 @@ static void test_wrong_dtype(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("dtype.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     CHECK_OK(rewrite(ok, bad, E_AS_I64, "fc.weight", NULL));
     expect_load_fails(bad, "tinynet", DJ_EFORMAT, "tensor 'fc.weight' has dtype I64, expected F32");
     CHECK_OK(rewrite(ok, bad, E_NBT_F32, "b1.num_batches_tracked", NULL));
@@ -380,7 +380,7 @@ static void test_extra_tensor(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("extra.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     CHECK_OK(rewrite(ok, bad, E_EXTRA, "foo.weight", NULL));
     expect_load_fails(bad, "tinynet", DJ_EFORMAT, "tensor 'foo.weight' is not a parameter of tinynet");
     expect_load_fails(bad, NULL, DJ_EFORMAT, "tensor 'foo.weight' is not a parameter");
@@ -393,10 +393,11 @@ static void test_extra_tensor(void) {
     dj_graph *deep = lin_net(1, 1), *shallow = lin_net(2, 0);
     if (deep && shallow) {
         const char *p = tpath("deep.safetensors");
-        CHECK_OK(dj_weights_save(deep, p, "linnet", NULL, 0)); /* same arch name on purpose */
+        CHECK_OK(dj_weights_save(p, deep, "linnet", NULL, 0)); /* same arch name on purpose */
         size_t n;
         float *before = snapshot(shallow, &n);
-        CHECK_FAILS(dj_weights_load(shallow, p, "linnet"), DJ_EFORMAT, "tensor 'l2.weight' is not a parameter of linnet");
+        CHECK_FAILS(dj_weights_load(p, shallow, "linnet"), DJ_EFORMAT,
+                    "tensor 'l2.weight' is not a parameter of linnet");
         CHECK(same_as(shallow, before, n));
         free(before);
     }
@@ -414,11 +415,11 @@ static void test_resnet_depth_mismatch(void) {
     CHECK_OK(dj_model_build(&r32, "resnet32", 10, &rng));
     if (r20 && r32) {
         const char *p = tpath("r32.safetensors");
-        CHECK_OK(dj_weights_save(r32, p, "resnet32", NULL, 0));
+        CHECK_OK(dj_weights_save(p, r32, "resnet32", NULL, 0));
         size_t n;
         float *before = snapshot(r20, &n);
-        CHECK_FAILS(dj_weights_load(r20, p, "resnet20"), DJ_EFORMAT, "'resnet32' model, expected 'resnet20'");
-        CHECK_FAILS(dj_weights_load(r20, p, NULL), DJ_EFORMAT, "tensor 'layer1.3.conv1.weight' is not a parameter");
+        CHECK_FAILS(dj_weights_load(p, r20, "resnet20"), DJ_EFORMAT, "'resnet32' model, expected 'resnet20'");
+        CHECK_FAILS(dj_weights_load(p, r20, NULL), DJ_EFORMAT, "tensor 'layer1.3.conv1.weight' is not a parameter");
         CHECK(same_as(r20, before, n));
         free(before);
     }
@@ -430,7 +431,7 @@ static void test_non_finite(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("nan.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     CHECK_OK(rewrite(ok, bad, E_NAN, "c2.weight", NULL));
     expect_load_fails(bad, "tinynet", DJ_ENUMERIC, "tensor 'c2.weight' has a non-finite value");
     CHECK_OK(rewrite(ok, bad, E_INF, "b1.running_var", NULL));
@@ -442,7 +443,7 @@ static void test_non_finite(void) {
         dj_graph *h = tiny_net(2, 0);
         size_t n;
         float *before = snapshot(h, &n);
-        CHECK_FAILS(dj_weights_load_file(h, f, "tinynet"), DJ_ENUMERIC, "'b1.running_var'");
+        CHECK_FAILS(dj_weights_load_file(f, h, "tinynet"), DJ_ENUMERIC, "'b1.running_var'");
         CHECK(same_as(h, before, n));
         free(before);
         dj_graph_destroy(h);
@@ -455,7 +456,7 @@ static void test_arch_and_format_metadata(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("meta.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     expect_load_fails(ok, "resnet20", DJ_EFORMAT, "holds a 'tinynet' model, expected 'resnet20'");
     /* Newer format version: refuse rather than misread. */
     CHECK_OK(rewrite(ok, bad, E_SET_META, "format_version", "2"));
@@ -467,11 +468,11 @@ static void test_arch_and_format_metadata(void) {
     /* A foreign file (no arch, another format) is judged by its tensors. */
     CHECK_OK(rewrite(ok, bad, E_DROP_META, "arch", NULL));
     dj_graph *h = tiny_net(2, 0);
-    CHECK_OK(dj_weights_load(h, bad, "tinynet"));
+    CHECK_OK(dj_weights_load(bad, h, "tinynet"));
     CHECK(same_params(g, h));
     CHECK_OK(rewrite(ok, bad, E_SET_META, "format", "pt"));
     scramble(h, 5);
-    CHECK_OK(dj_weights_load(h, bad, "tinynet"));
+    CHECK_OK(dj_weights_load(bad, h, "tinynet"));
     CHECK(same_params(g, h));
     dj_graph_destroy(h);
     dj_graph_destroy(g);
@@ -481,7 +482,7 @@ static void test_truncated_file(void) {
     dj_graph *g = tiny_net(1, 0);
     if (!g) return;
     const char *ok = tpath("ok.safetensors"), *bad = tpath("trunc.safetensors");
-    CHECK_OK(dj_weights_save(g, ok, "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(ok, g, "tinynet", NULL, 0));
     long size = file_size(ok);
     CHECK(size > 64);
     size_t cuts[] = {0, 5, 8, 40, (size_t)size / 2, (size_t)size - 4, (size_t)size - 1};
@@ -498,15 +499,15 @@ static void test_frozen_graph(void) {
     if (!g || !h) goto out;
     const char *p = tpath("frozen.safetensors");
     CHECK_OK(dj_graph_freeze(g));
-    CHECK_OK(dj_weights_save(g, p, "tinynet", NULL, 0)); /* originals, unfolded */
+    CHECK_OK(dj_weights_save(p, g, "tinynet", NULL, 0)); /* originals, unfolded */
     CHECK_OK(dj_graph_freeze(h));
     size_t n;
     float *before = snapshot(h, &n);
-    CHECK_FAILS(dj_weights_load(h, p, "tinynet"), DJ_EINVAL, "frozen");
+    CHECK_FAILS(dj_weights_load(p, h, "tinynet"), DJ_EINVAL, "frozen");
     CHECK(same_as(h, before, n));
     free(before);
     dj_graph *u = tiny_net(3, 0);
-    CHECK_OK(dj_weights_load(u, p, "tinynet"));
+    CHECK_OK(dj_weights_load(p, u, "tinynet"));
     CHECK(same_params(g, u));
     dj_graph_destroy(u);
 out:
@@ -604,7 +605,7 @@ static void resume_case(const dj_optim_config *cfg, const char *file) {
 
     /* A checkpoint is a weights file too (optimiser tensors ignored). */
     dj_graph *w = tiny_net(5, 1);
-    CHECK_OK(dj_weights_load(w, p, "tinynet"));
+    CHECK_OK(dj_weights_load(p, w, "tinynet"));
     CHECK(same_as(w, saved, nsaved));
     dj_graph_destroy(w);
     free(saved);
@@ -699,7 +700,7 @@ static void test_checkpoint_errors(void) {
     expect_ckpt_fails(ok, &adamw, "tinynet", DJ_EFORMAT, "saved with optimiser 'adam', this run uses 'adamw'");
     expect_ckpt_fails(ok, &sgdm, "tinynet", DJ_EFORMAT, "optimiser 'adam'");
     /* a weights file is not a checkpoint */
-    CHECK_OK(dj_weights_save(a.g, tpath("w.safetensors"), "tinynet", NULL, 0));
+    CHECK_OK(dj_weights_save(tpath("w.safetensors"), a.g, "tinynet", NULL, 0));
     expect_ckpt_fails(tpath("w.safetensors"), &adam, "tinynet", DJ_EFORMAT, "a weights file, not a checkpoint");
     /* damaged state */
     CHECK_OK(rewrite(ok, bad, E_DROP, "optim.exp_avg_sq.c2.bias", NULL));
@@ -826,7 +827,7 @@ static int write_resnet20(const char *path) {
     dj_graph *g = NULL;
     int rc = dj_model_build(&g, "resnet20", 10, &rng);
     dj_kv meta[1] = {{"note", "test_checkpoint --write-resnet20"}};
-    if (!rc) rc = dj_weights_save(g, path, "resnet20", meta, 1);
+    if (!rc) rc = dj_weights_save(path, g, "resnet20", meta, 1);
     dj_graph_destroy(g);
     return rc;
 }
@@ -860,7 +861,7 @@ static void test_resnet20_file(void) {
     dj_rng_seed(&rng, 1);
     dj_graph *g = NULL;
     CHECK_OK(dj_model_build(&g, "resnet20", 10, &rng));
-    if (g) CHECK_OK(dj_weights_load(g, p, "resnet20"));
+    if (g) CHECK_OK(dj_weights_load(p, g, "resnet20"));
     dj_graph_destroy(g);
 }
 

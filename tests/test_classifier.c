@@ -119,7 +119,7 @@ static dj_graph *load_tiny(const char *path) {
     dj_rng r;
     dj_rng_seed(&r, 99);
     if (tiny_build(&g, "tiny", 10, &r)) return NULL;
-    if (dj_weights_load(g, path, "tiny")) {
+    if (dj_weights_load(path, g, "tiny")) {
         fprintf(stderr, "load_tiny: %s\n", dj_last_error());
         dj_graph_destroy(g);
         return NULL;
@@ -235,7 +235,7 @@ static void test_short_run(void) {
 
     /* dj_classifier_load refuses the unknown arch "tiny" with a clear error */
     dj_classifier cl;
-    CHECK_FAILS(dj_classifier_load(&cl, c.out_path, 1), DJ_EFORMAT, "unknown model 'tiny'");
+    CHECK_FAILS(dj_classifier_load(c.out_path, 1, &cl), DJ_EFORMAT, "unknown model 'tiny'");
 }
 
 static void test_resume_bit_identical(void) {

@@ -9,7 +9,7 @@
 #include "check.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
-#include "train/csvlog.h"
+#include "dmvjnd/train_job.h"
 
 static char dir[256], path[300];
 
@@ -34,58 +34,58 @@ static char *get(void) {
 
 static void test_fresh_and_rows(void) {
     unlink(path);
-    csvlog c = {0};
-    CHECK_OK(csvlog_start(&c, "epoch,loss", path, 0));
+    dj_csvlog c = {0};
+    CHECK_OK(dj_csvlog_start(&c, "epoch,loss", path, 0));
     CHECK(!strcmp(c.text, "epoch,loss\n"));
-    CHECK_OK(csvlog_write_row(&c, "1,0.5", path));
-    CHECK_OK(csvlog_write_row(&c, "2,0.25", path));
+    CHECK_OK(dj_csvlog_write_row(&c, "1,0.5", path));
+    CHECK_OK(dj_csvlog_write_row(&c, "2,0.25", path));
     char *s = get();
     CHECK(s && !strcmp(s, "epoch,loss\n1,0.5\n2,0.25\n"));
     free(s);
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
     CHECK(c.text == NULL && c.len == 0);
     /* no path: kept in memory only (JND plots read it) */
-    CHECK_OK(csvlog_start(&c, "h", NULL, 3));
-    CHECK_OK(csvlog_write_row(&c, "1", NULL));
+    CHECK_OK(dj_csvlog_start(&c, "h", NULL, 3));
+    CHECK_OK(dj_csvlog_write_row(&c, "1", NULL));
     CHECK(!strcmp(c.text, "h\n1\n"));
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
     /* a long log grows its buffer */
-    CHECK_OK(csvlog_start(&c, "h", NULL, 0));
+    CHECK_OK(dj_csvlog_start(&c, "h", NULL, 0));
     char row[64];
     for (int i = 1; i <= 2000; i++) {
         snprintf(row, sizeof row, "%d,%d", i, i * i);
-        CHECK_OK(csvlog_append(&c, row));
+        CHECK_OK(dj_csvlog_append(&c, row));
     }
     CHECK(c.len > 4096 && strstr(c.text, "2000,4000000") != NULL);
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
 }
 
 /* A resumed run keeps the rows of the epochs its checkpoint holds and drops
  * later ones (written after the checkpoint it resumes from). CRLF is read. */
 static void test_resume(void) {
     put("epoch,loss\r\n1,0.5\r\n2,0.4\r\n3,0.3\r\n\r\n");
-    csvlog c = {0};
-    CHECK_OK(csvlog_start(&c, "epoch,loss", path, 2));
+    dj_csvlog c = {0};
+    CHECK_OK(dj_csvlog_start(&c, "epoch,loss", path, 2));
     CHECK(!strcmp(c.text, "epoch,loss\n1,0.5\n2,0.4\n"));
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
     unlink(path); /* resuming without a log starts one */
-    CHECK_OK(csvlog_start(&c, "epoch,loss", path, 5));
+    CHECK_OK(dj_csvlog_start(&c, "epoch,loss", path, 5));
     CHECK(!strcmp(c.text, "epoch,loss\n"));
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
 }
 
 static void test_refused(void) {
-    csvlog c = {0};
+    dj_csvlog c = {0};
     put("epoch,acc\n1,0.5\n");
-    CHECK_FAILS(csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "not this run's CSV header");
+    CHECK_FAILS(dj_csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "not this run's CSV header");
     CHECK(strstr(dj_last_error(), path) != NULL);
-    csvlog_free(&c);
+    dj_csvlog_free(&c);
     put("epoch,loss\n1,0.5\nx,0.4\n");
-    CHECK_FAILS(csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "line 3 does not start with an epoch");
-    csvlog_free(&c);
+    CHECK_FAILS(dj_csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "line 3 does not start with an epoch");
+    dj_csvlog_free(&c);
     put("epoch,loss\n0,0.5\n");
-    CHECK_FAILS(csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "line 2");
-    csvlog_free(&c);
+    CHECK_FAILS(dj_csvlog_start(&c, "epoch,loss", path, 1), DJ_EFORMAT, "line 2");
+    dj_csvlog_free(&c);
     /* the refused file is left as it was */
     char *s = get();
     CHECK(s && !strcmp(s, "epoch,loss\n0,0.5\n"));

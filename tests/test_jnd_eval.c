@@ -12,7 +12,7 @@
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_eval.h"
 #include "dmvjnd/train.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 #include "jnd_fixture.h"
 
 static jnd_fixture fx;

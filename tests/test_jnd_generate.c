@@ -301,7 +301,7 @@ static void test_margin_model(void) {
                               .nclassifiers = 2};
     char path[400];
     snprintf(path, sizeof path, "%s/jnd-margin.safetensors", fx.dir);
-    CHECK_OK(dj_jnd_model_save(ed, path, &info, NULL, 0));
+    CHECK_OK(dj_jnd_model_save(path, ed, &info, NULL, 0));
     dj_graph_destroy(ed);
 
     const size_t nb = 32 * 32 * 3;

@@ -2,8 +2,9 @@
  * classifiers trained here in a second: the required behaviour (mean |e|
  * grows while the training RCA stays >= 95%), the labels + CAM cache
  * (saved, reused when it matches, rebuilt when a classifier file changes,
- * equal to a fresh computation), a bit-identical resume, the CSV columns,
- * plots, the model file and generation, and the gradient of the whole loss
+ * equal to a fresh computation), a bit-identical resume, the CSV columns
+ * (plotted by tools/plot_training.py: tests/test_plot_training.c), the
+ * model file and generation, and the gradient of the whole loss
  * through the frozen classifiers against finite differences. Needs the
  * CIFAR-10 data (scripts/get-cifar10.sh, or DMVJND_DATA). */
 #include <math.h>
@@ -296,11 +297,11 @@ static void test_cache(void) {
         dj_rng r;
         dj_rng_seed(&r, 1);
         CHECK_OK(tiny_build(&g, "tiny2", 10, &r));
-        CHECK_OK(dj_weights_load(g, cls_paths[1], "tiny2"));
+        CHECK_OK(dj_weights_load(cls_paths[1], g, "tiny2"));
         const dj_param *p = dj_graph_find_param(g, "fc.bias");
         p->data[0] += 0.25f;
         char *copy = strdup(tmp("tiny2-changed.safetensors"));
-        CHECK_OK(dj_weights_save(g, copy, "tiny2", NULL, 0));
+        CHECK_OK(dj_weights_save(copy, g, "tiny2", NULL, 0));
         dj_graph_destroy(g);
         dj_classifier cls2[2];
         const char *paths2[2] = {cls_paths[0], copy};
@@ -383,7 +384,6 @@ static void test_short_run(void) {
     c.out_path = tmp("jnd.safetensors");
     c.checkpoint_path = tmp("jnd.ckpt");
     c.log_path = tmp("jnd.csv");
-    c.plot_dir = tmpdir;
     c.no_cache_file = 0;
     watch w = {0};
     dj_jnd_train_callbacks cb = {on_cache, on_start, on_step, on_epoch, &w};
@@ -422,15 +422,6 @@ static void test_short_run(void) {
         CHECK(hc == rc && hc == 31);
     }
     free(csv);
-    /* plots */
-    const char *pngs[3] = {"rca.png", "loss.png", "psnr.png"};
-    for (int i = 0; i < 3; i++) {
-        dj_image im = {0};
-        CHECK_OK(dj_png_read(tmp(pngs[i]), &im));
-        CHECK(im.w >= 560 && im.h >= 400);
-        dj_image_free(&im);
-    }
-    CHECK_OK(dj_jnd_plot_csv(c.log_path, tmpdir));
 
     /* the model file: settings, and generation equals the E-D's own pass */
     dj_jnd_model m;
@@ -466,7 +457,7 @@ static void test_short_run(void) {
         dj_rng_seed(&rng, 1);
         dj_jnd_ed_config ec = m.ed_cfg;
         CHECK_OK(dj_model_jnd_ed(&ed, &ec, 32, 32, &rng));
-        CHECK_OK(dj_weights_load(ed, c.out_path, "jnd_ed"));
+        CHECK_OK(dj_weights_load(c.out_path, ed, "jnd_ed"));
         dj_tensor cv = dj_tensor_view(cam, 8, 32, 32, 1);
         CHECK_OK(dj_jnd_stack(&x, &cv, NULL, &xc));
         const dj_tensor *ref;
@@ -494,7 +485,6 @@ static void test_short_run(void) {
     c2.out_path = NULL;
     c2.checkpoint_path = NULL;
     c2.log_path = NULL;
-    c2.plot_dir = NULL;
     c2.cache_path = r.cache_path;
     dj_jnd_train_result r2;
     CHECK_OK(dj_jnd_train(&c2, NULL, &r2));
@@ -607,7 +597,7 @@ static dj_graph *load_ed(const char *path) {
     dj_jnd_ed_config ec = dj_jnd_ed_defaults();
     ec.width = 0.25f;
     if (dj_model_jnd_ed(&g, &ec, 32, 32, &r)) return NULL;
-    if (dj_weights_load(g, path, "jnd_ed")) {
+    if (dj_weights_load(path, g, "jnd_ed")) {
         fprintf(stderr, "load_ed: %s\n", dj_last_error());
         dj_graph_destroy(g);
         return NULL;

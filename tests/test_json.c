@@ -5,7 +5,7 @@
 
 #include "check.h"
 #include "dmvjnd/dmvjnd.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 static int parse(const char *text, dj_json **out) { return dj_json_parse(text, strlen(text), "doc", 0, out); }
 

@@ -115,7 +115,7 @@ static void test_relative_save(void) {
     dj_jnd_model_info info = {.ed_cfg = m.ed_cfg, .h = 32, .w = 32, .e_unit = m.e_unit, .clip = m.clip,
                               .alpha = m.alpha, .beta = m.beta, .norm = m.norm, .classifiers = paths,
                               .nclassifiers = 2};
-    CHECK_OK(dj_jnd_model_save(m.ed, model, &info, NULL, 0));
+    CHECK_OK(dj_jnd_model_save(model, m.ed, &info, NULL, 0));
     dj_jnd_model_free(&m);
     char names[256];
     CHECK_OK(dj_weights_read_meta(model, "jnd.classifiers", names, sizeof names));

@@ -415,11 +415,11 @@ static void test_load_sized(void) {
         randomise_bn(g, 5 + (uint64_t)i);
         char path[256];
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
-        CHECK_OK(dj_weights_save(g, path, name, NULL, 0));
+        CHECK_OK(dj_weights_save(path, g, name, NULL, 0));
 
         dj_classifier c, f;
-        CHECK_OK(dj_classifier_load_sized(&c, path, 0, 64, 48));
-        CHECK_OK(dj_classifier_load_sized(&f, path, 1, 64, 48));
+        CHECK_OK(dj_classifier_load_sized(path, 0, 64, 48, &c));
+        CHECK_OK(dj_classifier_load_sized(path, 1, 64, 48, &f));
         if (!c.graph || !f.graph) {
             dj_classifier_free(&c);
             dj_classifier_free(&f);
@@ -475,13 +475,13 @@ static void test_load_sized(void) {
         dj_classifier_free(&f);
 
         /* a size the architecture cannot take: the caller's error, naming the file */
-        CHECK_FAILS(dj_classifier_load_sized(&c, path, 1, 64 + s / 2, 48), DJ_EINVAL, path);
+        CHECK_FAILS(dj_classifier_load_sized(path, 1, 64 + s / 2, 48, &c), DJ_EINVAL, path);
         CHECK(c.graph == NULL);
         char want[64];
         snprintf(want, sizeof want, "%s: input %dx48", name, 64 + s / 2);
-        CHECK_FAILS(dj_classifier_load_sized(&c, path, 1, 64 + s / 2, 48), DJ_EINVAL, want);
+        CHECK_FAILS(dj_classifier_load_sized(path, 1, 64 + s / 2, 48, &c), DJ_EINVAL, want);
         /* and the 32x32 loader is the sized one at 32x32 */
-        CHECK_OK(dj_classifier_load(&c, path, 0));
+        CHECK_OK(dj_classifier_load(path, 0, &c));
         if (c.graph) {
             dj_graph_node_shape(c.graph, 0, &h, &w, NULL);
             CHECK(h == 32 && w == 32 && same_params(g, c.graph));

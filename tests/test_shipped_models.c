@@ -57,7 +57,7 @@ static void test_readme_figures(void) {
         rows++;
         snprintf(path, sizeof path, "models/%s", file);
         dj_classifier c;
-        if (dj_classifier_load(&c, path, 1) != 0) {
+        if (dj_classifier_load(path, 1, &c) != 0) {
             fprintf(stderr, "test_shipped_models: %s\n", dj_last_error());
             CHECK(0);
             continue;

@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
     snprintf(ss, sizeof ss, "%g", cfg.slope);
     dj_kv meta[3] = {{"width", sw}, {"slope", ss}, {"purpose", "parity test of the E-D and the JND losses"}};
     snprintf(path, sizeof path, "%s/jnd_ed.weights.safetensors", dir);
-    if ((rc = dj_weights_save(g, path, "jnd_ed", meta, 3))) goto done;
+    if ((rc = dj_weights_save(path, g, "jnd_ed", meta, 3))) goto done;
 
     if ((rc = dj_tensor_alloc(&x, n, h, wd, 3)) || (rc = dj_tensor_alloc(&c, n, h, wd, 1)) ||
         (rc = dj_tensor_alloc(&xc, n, h, wd, 4)) || (rc = dj_tensor_alloc(&de, n, h, wd, 3)) ||

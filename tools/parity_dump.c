@@ -177,7 +177,7 @@ static int dump(const char *dir, const char *model) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.weights.safetensors", dir, model);
     dj_kv meta[1] = {{"purpose", "parity test: random weights, 3 SGD steps on random data"}};
-    if ((rc = dj_weights_save(g, path, model, meta, 1))) goto done;
+    if ((rc = dj_weights_save(path, g, model, meta, 1))) goto done;
 
     /* The same weights at SIZED_H x SIZED_W, through the file (what a
      * sized classifier load does); the build's own initialisation is
@@ -187,7 +187,7 @@ static int dump(const char *dir, const char *model) {
     dj_rng any;
     dj_rng_seed(&any, 3);
     if ((rc = dj_model_build_sized(&gs, model, CLASSES, SIZED_H, SIZED_W, &any))) goto done;
-    if ((rc = dj_weights_load(gs, path, model))) goto done;
+    if ((rc = dj_weights_load(path, gs, model))) goto done;
     if ((rc = gap_features(gs, model, &sfeat, &sh, &sw, &sc))) goto done;
     if ((rc = dj_tensor_alloc(&xs, EVAL_N, SIZED_H, SIZED_W, 3))) goto done;
     fill_uniform(&data, xs.data, dj_tensor_numel(&xs), -2, 2);
@@ -254,7 +254,7 @@ static int dump_shipped(const char *dir, const char *modeldir, const char *name,
     int32_t lab[SHIPPED_N];
     int64_t lab64[SHIPPED_N];
     dj_cifar10_opts o = {0, SHIPPED_N, 0};
-    int rc = dj_classifier_load(&c, path, 1);
+    int rc = dj_classifier_load(path, 1, &c);
     if (rc) {
         free(cams);
         return rc;

@@ -80,6 +80,14 @@ int dj_check_writable_parent(const char *path);
  * that cannot be asked passes (the write itself still reports a full disk). */
 int dj_check_free_space(const char *path, uint64_t need);
 
+/* The 64-bit FNV-1a hash of a file's bytes and its size (cache keys,
+ * recipes: a file whose content changed is a different file). */
+int dj_file_fnv1a64(const char *path, uint64_t *hash, uint64_t *size);
+
+/* FNV-1a over n more bytes, from h (DJ_FNV1A64_OFFSET to start). */
+#define DJ_FNV1A64_OFFSET 0xcbf29ce484222325ULL
+uint64_t dj_fnv1a64(uint64_t h, const void *data, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #ifndef DMVJND_IMAGE_H
 #define DMVJND_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -54,6 +55,10 @@ int dj_png_read(const char *path, dj_image *img);
  * DJ_EINVAL for a bad size or NULL data, DJ_EIO for write failures. */
 int dj_png_write_rgb(const char *path, const uint8_t *rgb, int h, int w);
 int dj_png_write_gray(const char *path, const uint8_t *gray, int h, int w);
+
+/* PSNR of two 8-bit images of n bytes: 10 log10(255^2 / MSE) in dB, 100
+ * when they are equal (DJ_JND_PSNR_MAX of dmvjnd/jnd.h). */
+double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n);
 
 #ifdef __cplusplus
 }

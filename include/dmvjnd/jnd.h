@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "dmvjnd/graph.h"
-#include "dmvjnd/models.h"
+#include "dmvjnd/rng.h"
 #include "dmvjnd/tensor.h"
 
 #ifdef __cplusplus
@@ -88,11 +88,11 @@ int dj_jnd_ed_in_channels(const dj_jnd_ed_config *cfg);
  * a finite number in (0, 16] or a negative / non-finite slope. */
 int dj_jnd_ed_widths(const dj_jnd_ed_config *cfg, int widths[7]);
 
-/* The builder is dj_model_jnd_ed (dmvjnd/models.h):
- *   int dj_model_jnd_ed(dj_graph **out, const dj_jnd_ed_config *cfg, int h, int w, dj_rng *rng);
- * cfg NULL = defaults; h, w multiples of DJ_JND_ED_MULTIPLE (the caller
- * pads), else DJ_EINVAL. The graph's input is n x h x w x 4, its output
- * n x h x w x 3. */
+/* The E-D's builder (src/models/jnd_ed.c; dj_model_build knows it as
+ * "jnd_ed"): cfg NULL = defaults; h, w multiples of DJ_JND_ED_MULTIPLE (the
+ * caller pads), else DJ_EINVAL. The graph's input is n x h x w x 4 (5 with
+ * the margin input), its output n x h x w x 3 in (-1, 1). */
+int dj_model_jnd_ed(dj_graph **out, const dj_jnd_ed_config *cfg, int h, int w, dj_rng *rng);
 
 /* The E-D's input: xc[..., 0:3] = x, xc[..., 3] = c (torch.cat([x, c], 1)),
  * and with margin (n floats, may be NULL) xc[i, :, :, 4] = margin[i] for

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dmvjnd/jnd_train.h"
+#include "dmvjnd/jnd_model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -123,8 +123,6 @@ void dj_jnd_e_to_u8(const float *e, size_t n, float gain, uint8_t *out);
  * (scale 1 = generation's rounding; the homogeneity test uses k/9). */
 void dj_jnd_add_u8(const uint8_t *x, const float *e, size_t n, float scale, uint8_t *out);
 
-/* PSNR of two 8-bit images of n bytes (dB; DJ_JND_PSNR_MAX when equal). */
-double dj_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,14 @@
 /*
- * Training the DMV-JND network (Jin et al., Sec. IV-V), the trained model
- * file, and generation with it.
+ * Training the DMV-JND network (Jin et al., Sec. IV-V). The trained model
+ * file, the frozen classifiers and generation are dmvjnd/jnd_model.h (what
+ * a codec needs, without this header).
  *
  * Sections:
- *   1. classifiers     loading the frozen classifiers (Loss1, CAMs, labels)
- *   2. cache           their labels and merged CAM maps of every image
- *   3. training step   one optimiser step of the E-D (also what `bench` times)
- *   4. training job    dj_jnd_train: presets, CSV, checkpoints, resume, plots
- *   5. model file      the trained E-D and its settings; generation
+ *   2. cache           the classifiers' labels and merged CAM maps of every image
+ *   3. training step   one optimiser step of the E-D (src/jnd/train_step.c;
+ *                      also what `bench` times)
+ *   4. training job    dj_jnd_train: presets, CSV, checkpoints, resume
+ *                      (src/jnd/train_job.c around src/train/job.c)
  *
  * The data flow of one step (paper Fig. 3; dmvjnd/jnd.h has the pieces):
  *   x (normalised, flipped or not)  --cache-->  c (merged CAM of x), l_k (label of classifier k on x)
@@ -29,30 +30,13 @@
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/graph.h"
 #include "dmvjnd/jnd.h"
+#include "dmvjnd/jnd_model.h"
 #include "dmvjnd/optim.h"
 #include "dmvjnd/train.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Most classifiers a job, a cache or a model file takes. */
-#define DJ_JND_MAX_CLASSIFIERS 8
-
-/* ============================================================ 1. classifiers */
-
-/* Load `count` classifier weights files, each frozen (BN folded; backward
- * gives d/dx only), into out[0..count). build: NULL = dj_classifier_load
- * (the file's "arch" must be a registered model); otherwise the graph is
- * built with build(&g, arch, 10, rng) (tests use unregistered tiny nets).
- * Each must take 32x32x3 images, have 10 outputs and class activation maps
- * (dj_cam_find), and, when norm is not NULL, have been trained with that
- * normalisation (its "train.mean"/"train.std"): x_hat is fed to every
- * classifier in one normalised space. Errors name the file. On failure
- * nothing stays loaded. */
-int dj_jnd_classifiers_load(dj_classifier *out, const char *const *paths, int count, dj_model_builder build,
-                            const dj_jnd_norm *norm);
-void dj_jnd_classifiers_free(dj_classifier *c, int count);
 
 /* ==================================================================== 2. cache */
 
@@ -127,9 +111,6 @@ int dj_jnd_cache_get(dj_jnd_cache *c, const char *path, const dj_jnd_cache_reque
 void dj_jnd_cache_free(dj_jnd_cache *c);
 void dj_jnd_cache_split_free(dj_jnd_cache_split *s);
 
-/* The 64-bit FNV-1a hash of a file's bytes and its size (cache keys). */
-int dj_file_fnv1a64(const char *path, uint64_t *hash, uint64_t *size);
-
 /* ============================================================ 3. training step */
 
 /* One optimiser step of the E-D on a batch. */
@@ -155,8 +136,9 @@ typedef struct dj_jnd_step_stats {
 
 typedef struct dj_jnd_step dj_jnd_step; /* opaque: buffers for batches up to max_batch */
 
-/* ed: the E-D (training graph); cls[0..count): frozen classifiers; all must
- * outlive the step. */
+/* ed: the E-D (training graph); cls[0..count): frozen classifiers, distinct
+ * graphs (each keeps its activations from its forward to its backward); all
+ * must outlive the step. The step's code: src/jnd/train_step.c. */
 int dj_jnd_step_create(dj_jnd_step **out, dj_graph *ed, dj_graph *const *cls, int count, int max_batch,
                        const dj_jnd_step_config *cfg);
 void dj_jnd_step_destroy(dj_jnd_step *s);
@@ -219,7 +201,6 @@ typedef struct dj_jnd_train_config {
     const char *checkpoint_path;
     int resume;                     /* continue from checkpoint_path if it exists      */
     const char *log_path;           /* CSV, one row per epoch                          */
-    const char *plot_dir;           /* PNG trend plots, rewritten every epoch          */
     const char *cache_path;         /* labels + CAM cache; NULL: next to out_path or   */
                                     /* checkpoint_path ("jnd-cache.safetensors"), or   */
                                     /* in memory only when neither is given            */
@@ -288,9 +269,10 @@ typedef struct dj_jnd_train_result {
 
 /* Run the job (as dj_train_classifier does for classifiers: checks the
  * outputs first, then loads data and classifiers, the cache, resumes, trains,
- * writes CSV + checkpoint + plots after every epoch and the model file at
- * the end). Errors as dj_train_classifier's; DJ_ENUMERIC when the loss or a
- * parameter becomes NaN/Inf (res->diverged). cb and res may be NULL. */
+ * writes CSV + checkpoint after every epoch and the model file at the end;
+ * tools/plot_training.py draws the CSV). Errors as dj_train_classifier's;
+ * DJ_ENUMERIC when the loss or a parameter becomes NaN/Inf (res->diverged).
+ * cb and res may be NULL. */
 int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *cb, dj_jnd_train_result *res);
 
 /* The CSV header for these classifier tags (buf of size bytes). Columns:
@@ -302,73 +284,6 @@ int dj_jnd_train(const dj_jnd_train_config *cfg, const dj_jnd_train_callbacks *c
  * mean_abs_e in 8-bit levels. */
 int dj_jnd_csv_header(char *buf, size_t size, const char tags[][32], int count);
 
-/* Write the trend plots of a CSV log written by dj_jnd_train (the paper's
- * Fig. 5-7) into dir: rca.png (mean and per classifier, training and test),
- * loss.png (Loss, Loss1, Loss2, Loss3; training solid, test dashed, one
- * panel each) and psnr.png. */
-int dj_jnd_plot_csv(const char *csv_path, const char *dir);
-
-/* ============================================================ 5. model file */
-
-/* A trained DMV-JND model: the E-D (frozen: inference-mode BN folded) and
- * the settings it was trained with. Files are dj_weights_save files with
- * arch "jnd_ed" and metadata:
- *   jnd.width, jnd.slope      the E-D (dj_jnd_ed_config)
- *   jnd.input                 "x,cam" (the paper's; also when absent) or
- *                             "x,cam,margin" (margin_input)
- *   jnd.e_unit                "normalized" | "pixel01"
- *   jnd.clip                  "1" | "0": x_hat = clamp(x + e) or x + e
- *   jnd.alpha, jnd.beta       Eq. 7's weights
- *   jnd.classifiers           the classifier files, comma separated, as given
- *   jnd.input_h, jnd.input_w  the input size the E-D was built for (32, 32)
- *   norm.mean, norm.std       "a,b,c"
- * plus the recipe ("jnd.train.*") and final metrics ("jnd.final.*"). */
-typedef struct dj_jnd_model {
-    dj_graph *ed;                 /* frozen E-D, input h x w x 4 (5: margin input)   */
-    dj_jnd_ed_config ed_cfg;
-    int h, w;
-    int e_unit, clip;
-    float alpha, beta;
-    dj_jnd_norm norm;
-    int nclassifiers;
-    char *classifiers[DJ_JND_MAX_CLASSIFIERS]; /* file names as stored (owned)      */
-} dj_jnd_model;
-
-/* Load a model file: builds the E-D with the stored width/slope, loads the
- * weights, freezes it. Errors name the file (DJ_EFORMAT for a file that is
- * not a JND model or has malformed settings). On failure *m is zeroed. */
-int dj_jnd_model_load(const char *path, dj_jnd_model *m);
-void dj_jnd_model_free(dj_jnd_model *m);
-
-/* Settings a model file records (the training job fills it; others may
- * save an E-D of their own). */
-typedef struct dj_jnd_model_info {
-    dj_jnd_ed_config ed_cfg;
-    int h, w, e_unit, clip;
-    float alpha, beta;
-    dj_jnd_norm norm;
-    const char *const *classifiers;
-    int nclassifiers;
-} dj_jnd_model_info;
-
-/* Save ed (training or frozen graph) with info's settings and extra pairs. */
-int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_info *info, const dj_kv *extra,
-                      int nextra);
-
-/* Generation for a batch: c = merged CAM of cls[0..count) on x (each
- * classifier's map for its own prediction, dj_cam_compute + dj_cam_merge),
- * then e = E-D([x, c]) (or E-D([x, c, margin]) for a margin-input model,
- * the margin from the same classifiers) in inference mode. x: n x h x w x 3 normalised with
- * m->norm; e: n x h x w x 3 (caller's memory). cam (may be NULL): n*h*w
- * floats, receives c. labels (may be NULL): n*count, labels[i*count + k] =
- * classifier k's prediction on x_i. The distorted image is then
- * dj_jnd_apply(x, e, m->clip ? &m->norm : NULL, x_hat). */
-int dj_jnd_generate(dj_jnd_model *m, dj_graph *const *cls, int count, const dj_tensor *x, dj_tensor *e, float *cam,
-                    int32_t *labels);
-
-/* "normalized" / "pixel01" <-> enum dj_jnd_unit; DJ_EINVAL for another name. */
-int dj_jnd_unit_from_name(const char *name, int *unit);
-const char *dj_jnd_unit_name(int unit);
 
 #ifdef __cplusplus
 }

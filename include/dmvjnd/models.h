@@ -1,15 +1,23 @@
 /*
  * Model builders: each returns a finalised dj_graph whose parameter names
- * match the PyTorch twin in tools/torch/models.py.
+ * match the PyTorch twin in tools/torch/models.py. The DMV-JND E-D's
+ * builder, dj_model_jnd_ed, is in dmvjnd/jnd.h with its config.
  */
 #ifndef DMVJND_MODELS_H
 #define DMVJND_MODELS_H
 
 #include "dmvjnd/graph.h"
+#include "dmvjnd/rng.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Optional model builder: builds `arch` for `classes` outputs, initialised
+ * from rng (dj_model_build's signature, which is the default). Tests and
+ * experiments pass their own to train a network that is not registered. */
+typedef int (*dj_model_builder)(dj_graph **out, const char *arch, int classes, dj_rng *rng);
+
 
 /* He et al.'s CIFAR ResNet (depth = 6n + 2: 20, 32, 44, 56, 110) with stage
  * widths w, 2w, 4w (w = 16 in the paper) and 3x3 basic blocks. Shortcuts
@@ -34,13 +42,6 @@ int dj_model_vgg11bn_cifar(dj_graph **out, int classes, dj_rng *rng);
  * channels, BN-ReLU-conv order, final BN + ReLU (8x8), global average
  * pooling, linear. Names as torchvision's DenseNet. */
 int dj_model_densenet_bc_cifar(dj_graph **out, int depth, int growth, int classes, dj_rng *rng);
-
-/* The DMV-JND E-D autoencoder (dmvjnd/jnd.h: layers, config, names): input
- * n x h x w x 4 (x then the merged CAM map), output e, n x h x w x 3 in
- * (-1, 1). cfg NULL = dj_jnd_ed_defaults(); h, w positive multiples of 8,
- * else DJ_EINVAL. See src/models/jnd_ed.c and docs/method.md. */
-struct dj_jnd_ed_config;
-int dj_model_jnd_ed(dj_graph **out, const struct dj_jnd_ed_config *cfg, int h, int w, dj_rng *rng);
 
 /* Build a model by name ("alexnet", "vgg11bn", "resnet20", "densenet40bc", ...) for 32x32 inputs. Returns
  * DJ_EINVAL listing the known names when `name` is unknown. "jnd_ed" and "jnd_ed_half" (width 0.5) are the E-D at

@@ -136,6 +136,10 @@ int dj_optim_set_step_count(dj_optim *o, int64_t t);
 void dj_optim_reset(dj_optim *o);
 
 const dj_optim_config *dj_optim_get_config(const dj_optim *o);
+/* The tensors it updates, in the order given to dj_optim_create (its own
+ * copy of the list; checkpoints check it against a graph's parameters). */
+size_t dj_optim_count(const dj_optim *o);
+const dj_param_ref *dj_optim_params(const dj_optim *o);
 
 /* ------------------------------------------------------------ schedules */
 

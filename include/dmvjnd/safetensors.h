@@ -128,6 +128,10 @@ size_t dj_st_metadata_count(const dj_st_file *f);
 /* i-th metadata pair; returns 0, or DJ_EINVAL if i is out of range. */
 int dj_st_metadata_at(const dj_st_file *f, size_t i, const char **key, const char **value);
 
+/* A metadata value "a,b,c" (e.g. a normalisation's mean) -> three finite
+ * floats. DJ_EFORMAT for anything else (the caller names the file). */
+int dj_meta_parse_float3(const char *s, float v[3]);
+
 /* ---- writing ---- */
 
 typedef struct dj_st_writer dj_st_writer;

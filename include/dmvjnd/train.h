@@ -31,7 +31,8 @@
  * default mean = std = 0.5 (inputs in [-1, 1]) is the JND paper's: the four
  * classifiers see the JND network's x + e in that space, so they must all
  * be trained with it. The values are stored in the weights file's metadata
- * ("train.mean", "train.std") and the loaders of classify/cam use them.
+ * ("train.mean", "train.std") and dj_classifier_load (dmvjnd/classifier.h)
+ * uses them.
  *
  * Files written (each atomically: a crash leaves the previous version):
  *   - checkpoint (cfg->checkpoint_path), after every epoch: weights,
@@ -57,7 +58,9 @@
 
 #include "dmvjnd/checkpoint.h"
 #include "dmvjnd/cifar10.h"
+#include "dmvjnd/classifier.h"
 #include "dmvjnd/graph.h"
+#include "dmvjnd/models.h"
 #include "dmvjnd/optim.h"
 
 #ifdef __cplusplus
@@ -73,11 +76,6 @@ extern "C" {
  * training wall time since the start of the run, resumed sessions summed. */
 #define DJ_TRAIN_CSV_HEADER \
     "epoch,step,lr_first,lr_last,train_loss,train_acc,test_acc,test_images,images_per_s,epoch_s,wall_s"
-
-/* Optional model builder: builds `arch` for `classes` outputs, initialised
- * from rng (dj_model_build's signature, which is the default). Tests and
- * experiments pass their own to train a network that is not registered. */
-typedef int (*dj_model_builder)(dj_graph **out, const char *arch, int classes, dj_rng *rng);
 
 typedef struct dj_train_config {
     const char *arch;         /* model name (dj_model_build), e.g. "resnet20"; required     */
@@ -198,45 +196,12 @@ typedef struct dj_eval_result {
     double class_accuracy[DJ_CIFAR10_CLASSES];    /* NaN for a class with no image */
 } dj_eval_result;
 
-/* Predictions for a batch of normalised inputs (N x H x W x C, the graph's
- * input size) with an inference-mode forward pass (works on a frozen graph
- * and on a training graph alike): pred[i] = argmax of the logits (the first
- * one on ties, as torch.argmax), conf[i] = its softmax probability. probs,
- * when not NULL, receives all N*K softmax probabilities. Any output may be
- * NULL. The graph's output must be N x 1 x 1 x K. */
-int dj_classify_batch(dj_graph *g, const dj_tensor *x, int32_t *pred, float *conf, float *probs);
-
 /* Accuracy of g on every image of ds (normalised with mean/std, no
  * augmentation), in batches of `batch`, overall and per class. pred and conf
  * (ds->n entries each, may be NULL) receive each image's predicted label
  * and max softmax probability. The graph must have 10 outputs. */
 int dj_evaluate(dj_graph *g, const dj_cifar10 *ds, const float mean[3], const float std[3], int batch,
                 dj_eval_result *res, int32_t *pred, float *conf);
-
-/* ------------------------------------------------ loading a classifier */
-
-/* A trained classifier as loaded from a weights file. */
-typedef struct dj_classifier {
-    dj_graph *graph;          /* built from the file's "arch", weights loaded   */
-    char arch[64];            /* the file's "arch" metadata                      */
-    float mean[3], std[3];    /* "train.mean"/"train.std" metadata; 0.5 if absent */
-    double test_accuracy;     /* "test_accuracy" metadata; NaN if absent         */
-} dj_classifier;
-
-/* Load the weights file at `path`: its "arch" metadata names the
- * architecture (dj_model_build; a file without it, e.g. a PyTorch export, is
- * refused with DJ_EFORMAT), the model is built and loaded all-or-nothing
- * (dj_weights_load), and frozen (BN folded, ReLU fused) when freeze is 1.
- * On failure *c is zeroed and nothing leaks. */
-int dj_classifier_load(dj_classifier *c, const char *path, int freeze);
-
-/* The same with the graph built for h x w inputs (dj_model_build_sized): the
- * weights of a 32x32-trained classifier work at any size, e.g. to classify
- * or take the CAM of a whole PNG. h and w must be positive multiples of the
- * architecture's stride (dj_model_stride), else DJ_EINVAL naming the file,
- * the model and the size. dj_classifier_load is this with h = w = 32. */
-int dj_classifier_load_sized(dj_classifier *c, const char *path, int freeze, int h, int w);
-void dj_classifier_free(dj_classifier *c);
 
 #ifdef __cplusplus
 }

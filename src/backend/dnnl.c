@@ -11,7 +11,8 @@
 #include <dnnl_debug.h>
 
 #include "backend/dnnl_conv.h"
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
 
 /* ------------------------------------------------------------ strict mode */
 

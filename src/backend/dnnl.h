@@ -10,7 +10,12 @@
 /* Strict mode (the default): a primitive for which oneDNN picks a reference
  * ("ref:") implementation is refused with DJ_EBACKEND, because such kernels
  * run 100-1400x slower and would silently turn hours into weeks. Tests on
- * deliberately awkward shapes switch it off. */
+ * deliberately awkward shapes switch it off.
+ *
+ * Process-wide on purpose, and internal (not in include/dmvjnd): it guards
+ * the one oneDNN engine every graph shares, primitives are created deep in
+ * the layers with no graph or job at hand, and the only callers are tests.
+ * Set it while no other thread runs the library. */
 void dj_backend_set_strict(int strict);
 int dj_backend_strict(void);
 

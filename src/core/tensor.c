@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
 
 void *dj_malloc(size_t bytes) {
     if (bytes == 0) bytes = 64;

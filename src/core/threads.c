@@ -3,7 +3,7 @@
  * runtimes spin against each other on the two cores. */
 #include <omp.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 
 void dj_set_num_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();

@@ -8,7 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/cifar10.h"
 
 #define SIDE DJ_CIFAR10_SIDE
 #define PLANE (DJ_CIFAR10_SIDE * DJ_CIFAR10_SIDE)

@@ -1,5 +1,5 @@
 /* Strict JSON parser and compact/pretty writer; see json.h for the rules. */
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 
 /* ---------------------------------------------------------------- UTF-8 -- */
 

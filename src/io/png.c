@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
+#include "dmvjnd/image.h"
 #include "dmvjnd/fileio.h"
 
 int dj_image_alloc(dj_image *img, int h, int w) {

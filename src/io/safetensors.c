@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
 #include "dmvjnd/fileio.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 /* Tensor bytes are used in place (reader) and written straight from memory
  * (writer), so the host must share the format's byte order. Every machine

@@ -26,7 +26,7 @@
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_train.h"
 #include "dmvjnd/safetensors.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 #include "util/timer.h"
 
 #define CACHE_FORMAT "dmvjnd-jnd-cache"
@@ -34,37 +34,6 @@
 #define KEY_MAX 2048
 
 enum { SIDE = DJ_CIFAR10_SIDE, HW = DJ_CIFAR10_SIDE * DJ_CIFAR10_SIDE, CH = DJ_CIFAR10_CHANNELS };
-
-/* ------------------------------------------------------------------ hashing */
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-int dj_file_fnv1a64(const char *path, uint64_t *hash, uint64_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dj_error(DJ_EIO, "%s: cannot open: %s", path, strerror(errno));
-    uint8_t buf[1 << 16];
-    uint64_t h = FNV_OFFSET, total = 0;
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        h = fnv1a(h, buf, got);
-        total += got;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return dj_error(DJ_EIO, "%s: read error", path);
-    *hash = h;
-    *size = total;
-    return DJ_OK;
-}
 
 /* ------------------------------------------------------------------ batches */
 
@@ -212,7 +181,7 @@ int dj_jnd_cache_compute(dj_jnd_cache_split *s, dj_classifier *cls, int count, c
 
 static int cache_key(char *key, size_t size, const dj_jnd_cache_request *req, const uint64_t *hash,
                      const uint64_t *fsize, const dj_cifar10 *ds, int flips) {
-    uint64_t ph = fnv1a(FNV_OFFSET, ds->pixels, (size_t)ds->n * DJ_CIFAR10_IMAGE_BYTES);
+    uint64_t ph = dj_fnv1a64(DJ_FNV1A64_OFFSET, ds->pixels, (size_t)ds->n * DJ_CIFAR10_IMAGE_BYTES);
     const dj_jnd_norm *nm = &req->norm;
     int len = snprintf(key, size, "v2;hw=%dx%d;norm=%.9g,%.9g,%.9g/%.9g,%.9g,%.9g;classifiers=", SIDE, SIDE,
                        nm->mean[0], nm->mean[1], nm->mean[2], nm->std[0], nm->std[1], nm->std[2]);

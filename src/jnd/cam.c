@@ -5,7 +5,7 @@
 
 #include "dmvjnd/cam.h"
 #include "dmvjnd/dmvjnd.h"
-#include "dmvjnd/train.h"
+#include "dmvjnd/classifier.h"
 
 static int kind_is(const dj_graph *g, int node, const char *kind) {
     const char *k = dj_graph_node_kind(g, node);

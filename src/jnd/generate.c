@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "dmvjnd/cam.h"
-#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/weights.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/image.h"
@@ -18,7 +18,7 @@ struct dj_jnd_generator {
     char *model_path;
     int count, stride;
     char *paths[DJ_JND_MAX_CLASSIFIERS];
-    char tags[DJ_JND_MAX_CLASSIFIERS][80];
+    char tags[DJ_JND_MAX_CLASSIFIERS][DJ_CLASSIFIER_TAG_SIZE];
     /* Graphs for the current padded size ph x pw (0 x 0: none yet). The
      * model's own E-D is used when the size is the model's. */
     int ph, pw;
@@ -123,11 +123,11 @@ static int ensure_size(dj_jnd_generator *g, int ph, int pw) {
         dj_rng rng;
         dj_rng_seed(&rng, 0);
         rc = dj_model_jnd_ed(&g->ed, &g->model.ed_cfg, ph, pw, &rng);
-        if (!rc) rc = dj_weights_load(g->ed, g->model_path, "jnd_ed");
+        if (!rc) rc = dj_weights_load(g->model_path, g->ed, "jnd_ed");
         if (!rc) rc = dj_graph_freeze(g->ed);
     }
     for (int k = 0; k < g->count && !rc; k++) {
-        rc = dj_classifier_load_sized(&g->cls[k], g->paths[k], 1, ph, pw);
+        rc = dj_classifier_load_sized(g->paths[k], 1, ph, pw, &g->cls[k]);
         if (!rc) {
             dj_cam_layout L;
             if (dj_cam_find(g->cls[k].graph, &L))
@@ -178,11 +178,8 @@ int dj_jnd_generator_create(dj_jnd_generator **out, const char *model_path, cons
             break;
         }
         stride = stride / gcd(stride, s) * s;
-        int same = 0;
-        for (int j = 0; j < k; j++) same += !strncmp(tmp[j].arch, tmp[k].arch, sizeof tmp[k].arch);
-        if (same) snprintf(g->tags[k], sizeof g->tags[k], "%s-%d", tmp[k].arch, same + 1);
-        else snprintf(g->tags[k], sizeof g->tags[k], "%s", tmp[k].arch);
     }
+    if (!rc) dj_classifier_tags(tmp, g->count, g->tags);
     if (loaded) dj_jnd_classifiers_free(tmp, g->count);
     g->stride = stride;
     g->batch = DJ_JND_GENERATOR_BATCH;

@@ -8,10 +8,9 @@
 #include <sys/stat.h>
 
 #include "dmvjnd/cam.h"
-#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/weights.h"
 #include "dmvjnd/dmvjnd.h"
-#include "train/recipe.h"
-#include "dmvjnd/jnd_train.h"
+#include "dmvjnd/jnd_model.h"
 #include "dmvjnd/models.h"
 #include "dmvjnd/safetensors.h"
 
@@ -55,43 +54,6 @@ static int parse_int(const char *s, int *v) {
 
 /* ------------------------------------------------------------- classifiers */
 
-/* dj_classifier_load with a caller's builder. */
-static int load_with_builder(dj_classifier *c, const char *path, dj_model_builder build) {
-    memset(c, 0, sizeof *c);
-    dj_st_file *f = NULL;
-    int rc = dj_st_open(path, DJ_ST_CHECK_FINITE, &f);
-    if (rc) return rc;
-    const char *arch = dj_st_metadata(f, "arch");
-    const char *mean = dj_st_metadata(f, "train.mean"), *sd = dj_st_metadata(f, "train.std");
-    const char *acc = dj_st_metadata(f, "test_accuracy");
-    if (!arch || !*arch || strlen(arch) >= sizeof c->arch) {
-        rc = dj_error(DJ_EFORMAT, "%s: no usable 'arch' metadata", path);
-        goto fail;
-    }
-    strcpy(c->arch, arch);
-    for (int i = 0; i < 3; i++) c->mean[i] = c->std[i] = 0.5f;
-    if ((mean && recipe_parse_triple(mean, c->mean)) || (sd && recipe_parse_triple(sd, c->std))) {
-        rc = dj_error(DJ_EFORMAT, "%s: metadata train.mean/train.std are not three numbers a,b,c", path);
-        goto fail;
-    }
-    c->test_accuracy = acc ? strtod(acc, NULL) : NAN;
-    dj_rng rng;
-    dj_rng_seed(&rng, 0);
-    if ((rc = build(&c->graph, arch, DJ_CIFAR10_CLASSES, &rng))) {
-        rc = dj_error(DJ_EFORMAT, "%s: %s", path, dj_last_error());
-        goto fail;
-    }
-    if ((rc = dj_weights_load_file(c->graph, f, arch))) goto fail;
-    if ((rc = dj_graph_freeze(c->graph))) goto fail;
-    dj_st_close(f);
-    return DJ_OK;
-fail:
-    dj_st_close(f);
-    dj_graph_destroy(c->graph);
-    memset(c, 0, sizeof *c);
-    return rc;
-}
-
 void dj_jnd_classifiers_free(dj_classifier *c, int count) {
     if (!c) return;
     for (int k = 0; k < count; k++) dj_classifier_free(&c[k]);
@@ -108,7 +70,7 @@ int dj_jnd_classifiers_load(dj_classifier *out, const char *const *paths, int co
             rc = dj_error(DJ_EINVAL, "jnd: classifier %d has an empty path", k + 1);
             break;
         }
-        rc = build ? load_with_builder(&out[k], paths[k], build) : dj_classifier_load(&out[k], paths[k], 1);
+        rc = dj_classifier_load_with(paths[k], 1, DJ_CIFAR10_SIDE, DJ_CIFAR10_SIDE, build, &out[k]);
         if (rc) break;
         dj_graph *g = out[k].graph;
         int h, w, c, classes;
@@ -289,7 +251,7 @@ void dj_jnd_model_free(dj_jnd_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_info *info, const dj_kv *extra,
+int dj_jnd_model_save(const char *path, const dj_graph *ed, const dj_jnd_model_info *info, const dj_kv *extra,
                       int nextra) {
     if (!ed || !path || !info || nextra < 0 || (nextra > 0 && !extra))
         return dj_error(DJ_EINVAL, "jnd model save: NULL argument");
@@ -351,7 +313,7 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
     meta[n++] = (dj_kv){"norm.mean", mean};
     meta[n++] = (dj_kv){"norm.std", sd};
     for (int i = 0; i < nextra; i++) meta[n++] = extra[i];
-    rc = dj_weights_save(ed, path, ED_ARCH, meta, n);
+    rc = dj_weights_save(path, ed, ED_ARCH, meta, n);
     free(names);
     free(meta);
     return rc;
@@ -383,9 +345,9 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
     else if (parse_float(dj_st_metadata(f, "jnd.beta"), &m->beta)) what = "jnd.beta";
     else if (parse_int(dj_st_metadata(f, "jnd.input_h"), &m->h)) what = "jnd.input_h";
     else if (parse_int(dj_st_metadata(f, "jnd.input_w"), &m->w)) what = "jnd.input_w";
-    else if (!dj_st_metadata(f, "norm.mean") || recipe_parse_triple(dj_st_metadata(f, "norm.mean"), m->norm.mean))
+    else if (!dj_st_metadata(f, "norm.mean") || dj_meta_parse_float3(dj_st_metadata(f, "norm.mean"), m->norm.mean))
         what = "norm.mean";
-    else if (!dj_st_metadata(f, "norm.std") || recipe_parse_triple(dj_st_metadata(f, "norm.std"), m->norm.std) ||
+    else if (!dj_st_metadata(f, "norm.std") || dj_meta_parse_float3(dj_st_metadata(f, "norm.std"), m->norm.std) ||
              !(m->norm.std[0] > 0 && m->norm.std[1] > 0 && m->norm.std[2] > 0))
         what = "norm.std";
     else if (!names)
@@ -424,7 +386,7 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
         rc = dj_error(rc, "%s: %s", path, dj_last_error());
         goto fail;
     }
-    if ((rc = dj_weights_load_file(m->ed, f, ED_ARCH))) goto fail;
+    if ((rc = dj_weights_load_file(f, m->ed, ED_ARCH))) goto fail;
     if ((rc = dj_graph_freeze(m->ed))) goto fail;
     dj_st_close(f);
     return DJ_OK;

@@ -8,7 +8,7 @@
 
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd_eval.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 #define STEPS DJ_JND_HOMOGENEITY_STEPS
 

@@ -3,7 +3,8 @@
  * x, which y keeps; tanh' = 1 - y^2), so forward may overwrite its input. */
 #include <math.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define ACT_SERIAL 65536 /* below this many elements threading costs more */
 

@@ -2,7 +2,8 @@
  * backward is dj_accumulate(da, dy) and dj_accumulate(db, dy). */
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define ADD_SERIAL 65536 /* below this many elements threading costs more */
 

@@ -18,7 +18,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define BN_CH 64       /* channels per chunk                                 */
 #define BN_MAXT 32     /* most threads a pass uses (sizes the stack partials) */

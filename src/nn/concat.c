@@ -2,7 +2,8 @@
  * NHWC): every pixel of y holds the pixels of xs[0], xs[1], ... side by side. */
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define CAT_SERIAL 65536 /* below this many elements threading costs more */
 

@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 #include "backend/dnnl_conv.h"
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
 #include "nn/conv_path.h"
 #include "nn/winograd.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "dmvjnd/conv_path.h"
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 
 #define PATH_WINOGRAD_BEST (-1) /* "winograd": resolved from the CPU */
 

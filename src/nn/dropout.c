@@ -8,7 +8,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define DROP_BLOCK 8192     /* elements per forked stream (even)            */
 #define DROP_SERIAL 65536   /* below this many elements threading costs more */

@@ -10,7 +10,8 @@
 #include <limits.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define LIN_CH 256        /* outputs per chunk of the bias-gradient accumulators */
 #define LIN_SERIAL 262144 /* below this many multiply-adds threading costs more */

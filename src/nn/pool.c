@@ -6,7 +6,8 @@
 #include <limits.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define POOL_SERIAL 32768 /* below this many elements threading costs more */
 #define GAP_CH 64         /* channels per chunk of GAP's double accumulators */

@@ -2,7 +2,8 @@
  * (torch.nn.CrossEntropyLoss with reduction = "mean", no weights). */
 #include <math.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/nn.h"
 
 #define CE_SERIAL 16384 /* below this many logits threading costs more */
 

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 #include "nn/conv_path.h"
 #include "nn/winograd_impl.h"
 

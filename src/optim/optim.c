@@ -145,3 +145,6 @@ void dj_optim_reset(dj_optim *o) {
 }
 
 const dj_optim_config *dj_optim_get_config(const dj_optim *o) { return &o->cfg; }
+
+size_t dj_optim_count(const dj_optim *o) { return o ? o->count : 0; }
+const dj_param_ref *dj_optim_params(const dj_optim *o) { return o ? o->params : NULL; }

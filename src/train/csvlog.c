@@ -1,5 +1,5 @@
-/* Per-epoch CSV logs: see csvlog.h. */
-#include "train/csvlog.h"
+/* Per-epoch CSV logs: see dmvjnd/train_job.h. */
+#include "dmvjnd/train_job.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 
 #define CSV_MAX_BYTES ((size_t)64 << 20) /* a log this large is not one of ours */
 
-int csvlog_append(csvlog *c, const char *s) {
+int dj_csvlog_append(dj_csvlog *c, const char *s) {
     size_t n = strlen(s);
     if (c->len + n + 1 > c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 4096;
@@ -26,9 +26,9 @@ int csvlog_append(csvlog *c, const char *s) {
     return DJ_OK;
 }
 
-int csvlog_start(csvlog *c, const char *header, const char *path, int keep_epochs) {
-    int rc = csvlog_append(c, header);
-    if (!rc) rc = csvlog_append(c, "\n");
+int dj_csvlog_start(dj_csvlog *c, const char *header, const char *path, int keep_epochs) {
+    int rc = dj_csvlog_append(c, header);
+    if (!rc) rc = dj_csvlog_append(c, "\n");
     if (rc || !path || keep_epochs < 1 || access(path, F_OK) != 0) return rc; /* fresh log */
     void *data;
     size_t size;
@@ -54,8 +54,8 @@ int csvlog_start(csvlog *c, const char *header, const char *path, int keep_epoch
             long ep = strtol(line, &e, 10);
             if (e == line || *e != ',' || errno || ep < 1)
                 rc = dj_error(DJ_EFORMAT, "%s: line %d does not start with an epoch number", path, lineno);
-            else if (ep <= keep_epochs && !(rc = csvlog_append(c, line)))
-                rc = csvlog_append(c, "\n");
+            else if (ep <= keep_epochs && !(rc = dj_csvlog_append(c, line)))
+                rc = dj_csvlog_append(c, "\n");
         }
         line = next;
     }
@@ -63,14 +63,14 @@ int csvlog_start(csvlog *c, const char *header, const char *path, int keep_epoch
     return rc;
 }
 
-int csvlog_write_row(csvlog *c, const char *row, const char *path) {
-    int rc = csvlog_append(c, row);
-    if (!rc) rc = csvlog_append(c, "\n");
+int dj_csvlog_write_row(dj_csvlog *c, const char *row, const char *path) {
+    int rc = dj_csvlog_append(c, row);
+    if (!rc) rc = dj_csvlog_append(c, "\n");
     if (!rc && path) rc = dj_write_file_atomic(path, c->text, c->len);
     return rc;
 }
 
-void csvlog_free(csvlog *c) {
+void dj_csvlog_free(dj_csvlog *c) {
     free(c->text);
     memset(c, 0, sizeof *c);
 }

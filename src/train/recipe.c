@@ -1,12 +1,12 @@
-#include "train/recipe.h"
-
-#include <math.h>
+/* Recipe pairs in one caller buffer: see dmvjnd/train_job.h. */
 #include <stdarg.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...) {
+#include "dmvjnd/optim.h"
+#include "dmvjnd/train_job.h"
+
+void dj_recipe_add(dj_recipe *r, const char *key, const char *fmt, ...) {
     if (r->overflow || r->n >= r->max) {
         r->overflow = 1;
         return;
@@ -33,18 +33,25 @@ void recipe_add(recipe_buf *r, const char *key, const char *fmt, ...) {
     r->used += (size_t)len + 1;
 }
 
-int recipe_parse_triple(const char *s, float v[3]) {
-    const char *c = s;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        double d = strtod(c, &end);
-        if (end == c || !isfinite(d)) return -1;
-        v[i] = (float)d;
-        c = end;
-        if (i < 2) {
-            if (*c != ',') return -1;
-            c++;
-        }
+void dj_train_job_recipe_common(dj_recipe *r, const dj_train_job_spec *s, const dj_optim_config *o) {
+    const char *pre = s->key_prefix ? s->key_prefix : "train.";
+    char key[96];
+#define KEY(name) (snprintf(key, sizeof key, "%s%s", pre, name), key)
+    dj_recipe_add(r, KEY("epochs"), "%d", s->epochs);
+    dj_recipe_add(r, KEY("batch"), "%d", s->batch);
+    dj_recipe_add(r, KEY("drop_last"), "%d", s->drop_last ? 1 : 0);
+    dj_recipe_add(r, KEY("optimizer"), "%s", dj_optim_kind_name(o->kind));
+    dj_recipe_add(r, KEY("lr"), "%.17g", s->lr);
+    if (o->kind == DJ_OPTIM_SGD) {
+        dj_recipe_add(r, KEY("momentum"), "%.17g", o->momentum);
+        dj_recipe_add(r, KEY("dampening"), "%.17g", o->dampening);
+        dj_recipe_add(r, KEY("nesterov"), "%d", o->nesterov ? 1 : 0);
+    } else {
+        dj_recipe_add(r, KEY("beta1"), "%.17g", o->beta1);
+        dj_recipe_add(r, KEY("beta2"), "%.17g", o->beta2);
+        dj_recipe_add(r, KEY("eps"), "%.17g", o->eps);
     }
-    return *c ? -1 : 0;
+    dj_recipe_add(r, KEY("weight_decay"), "%.17g", o->weight_decay);
+    dj_recipe_add(r, KEY("schedule"), "%s", s->schedule && *s->schedule ? s->schedule : "constant");
+#undef KEY
 }

@@ -17,7 +17,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/tensor.h"
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
@@ -312,4 +313,31 @@ int dj_check_free_space(const char *path, uint64_t need) {
     if (avail >= need) return DJ_OK;
     return dj_error(DJ_EIO, "'%s': only %.1f MB free on its file system, and this run writes about %.1f MB there",
                     path, (double)avail / 1e6, (double)need / 1e6);
+}
+
+uint64_t dj_fnv1a64(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL; /* the 64-bit FNV prime */
+    }
+    return h;
+}
+
+int dj_file_fnv1a64(const char *path, uint64_t *hash, uint64_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dj_error(DJ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t buf[1 << 16];
+    uint64_t h = DJ_FNV1A64_OFFSET, total = 0;
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        h = dj_fnv1a64(h, buf, got);
+        total += got;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return dj_error(DJ_EIO, "%s: read error", path);
+    *hash = h;
+    *size = total;
+    return DJ_OK;
 }

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
 #include "model_dir.h" /* DJ_MODEL_DIR, generated into $(BUILD)/gen */
 
 const char *const dj_model_classifier_names[DJ_MODEL_CLASSIFIERS] = {DJ_MODEL_ALEXNET, DJ_MODEL_VGG11BN,

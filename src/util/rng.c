@@ -7,7 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "dmvjnd/dmvjnd.h"
+#include "dmvjnd/core.h"
+#include "dmvjnd/rng.h"
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "dmvjnd/dmvjnd.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 #define REQUIRE(cond)                                                                                                  \
     do {                                                                                                               \

@@ -1,11 +1,11 @@
 /* Weights files: a graph's parameters and buffers as a safetensors file
  * that PyTorch's load_state_dict(strict=True) accepts, and the strict,
- * all-or-nothing loader. See dmvjnd/checkpoint.h for the format. */
+ * all-or-nothing loader. See dmvjnd/weights.h for the format. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/weights_impl.h"
+#include "models/weights_impl.h"
 
 const char *const dj_weights_reserved_keys[] = {"format", "format_version", "arch",  "dmvjnd_version", "epoch",
                                                 "step",   "optim_step",     "optim", "rng",            NULL};
@@ -87,7 +87,7 @@ int dj_weights_set_user_meta(dj_st_writer *w, const char *path, const dj_kv *met
     return DJ_OK;
 }
 
-int dj_weights_save(const dj_graph *g, const char *path, const char *arch, const dj_kv *meta, int nmeta) {
+int dj_weights_save(const char *path, const dj_graph *g, const char *arch, const dj_kv *meta, int nmeta) {
     if (!path) return dj_error(DJ_EINVAL, "dj_weights_save: NULL path");
     int rc = dj_weights_check_graph(g, path, 0);
     if (rc) return rc;
@@ -198,7 +198,7 @@ void dj_weights_copy(dj_graph *g, const dj_st_file *f) {
     }
 }
 
-int dj_weights_load_file(dj_graph *g, const dj_st_file *f, const char *arch) {
+int dj_weights_load_file(const dj_st_file *f, dj_graph *g, const char *arch) {
     if (!f) return dj_error(DJ_EINVAL, "dj_weights_load_file: NULL file");
     int rc = dj_weights_check_graph(g, dj_st_path(f), 1);
     if (rc) return rc;
@@ -208,7 +208,7 @@ int dj_weights_load_file(dj_graph *g, const dj_st_file *f, const char *arch) {
     return DJ_OK;
 }
 
-int dj_weights_load(dj_graph *g, const char *path, const char *arch) {
+int dj_weights_load(const char *path, dj_graph *g, const char *arch) {
     if (!path) return dj_error(DJ_EINVAL, "dj_weights_load: NULL path");
     int rc = dj_weights_check_graph(g, path, 1);
     if (rc) return rc;

@@ -1,10 +1,10 @@
-/* Internals shared by src/train/{weights,checkpoint}.c: a checkpoint is a
+/* Internals shared by src/models/{weights,checkpoint}.c: a checkpoint is a
  * weights file with more tensors and metadata, so both go through the same
  * writer setup and the same validate-then-copy loader. */
 #ifndef DMVJND_WEIGHTS_IMPL_H
 #define DMVJND_WEIGHTS_IMPL_H
 
-#include "dmvjnd/checkpoint.h"
+#include "dmvjnd/weights.h"
 #include "dmvjnd/dmvjnd.h"
 
 /* Metadata keys the library sets itself; callers may not pass them. */

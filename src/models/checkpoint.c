@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmvjnd/checkpoint.h"
 #include "dmvjnd/fileio.h"
-#include "optim/optim_impl.h" /* the param list, to check the state's layout */
-#include "train/weights_impl.h"
+#include "models/weights_impl.h"
 
 int dj_graph_make_optim(dj_graph *g, const dj_optim_config *cfg, dj_optim **out) {
     if (!out) return dj_error(DJ_EINVAL, "dj_graph_make_optim: NULL output");
@@ -38,23 +38,24 @@ int dj_graph_make_optim(dj_graph *g, const dj_optim_config *cfg, dj_optim **out)
  * a subset, which would otherwise restore momenta onto the wrong weights. */
 static int check_layout(const dj_graph *g, const dj_optim *o, const char *path) {
     if (!o) return dj_error(DJ_EINVAL, "%s: NULL optimiser", path);
-    size_t k = 0;
+    size_t k = 0, count = dj_optim_count(o);
+    const dj_param_ref *refs = dj_optim_params(o);
     int n = dj_graph_num_params(g);
     for (int i = 0; i < n; i++) {
         const dj_param *p = dj_graph_param(g, i);
         if (!p->trainable) continue;
-        if (k >= o->count || o->params[k].w != p->data || o->params[k].n != p->count)
+        if (k >= count || refs[k].w != p->data || refs[k].n != p->count)
             return dj_error(DJ_EINVAL,
                             "%s: the optimiser's tensor %zu is not the graph's trainable parameter '%s' "
                             "(create the optimiser with dj_graph_make_optim)",
                             path, k, p->name);
         k++;
     }
-    if (k != o->count)
+    if (k != count)
         return dj_error(DJ_EINVAL,
                         "%s: the optimiser has %zu tensors, the graph %zu trainable ones "
                         "(create the optimiser with dj_graph_make_optim)",
-                        path, o->count, k);
+                        path, count, k);
     return DJ_OK;
 }
 
@@ -242,7 +243,7 @@ int dj_checkpoint_load(const char *path, dj_graph *g, const char *arch, dj_optim
     int64_t e = 0, st = 0, ost = 0;
     dj_rng r = {{0, 0, 0, 0}};
     /* One pointer per state tensor; allocated before anything is changed. */
-    size_t nsrc = (size_t)dj_optim_state_slots(opt) * opt->count;
+    size_t nsrc = (size_t)dj_optim_state_slots(opt) * dj_optim_count(opt);
     const float **src = malloc((nsrc ? nsrc : 1) * sizeof *src);
     if (!src) {
         rc = dj_error(DJ_ENOMEM, "%s: out of memory", path);

@@ -1,12 +1,18 @@
-/* Progress line: see util/progress.h. */
-#include "util/progress.h"
+/* Progress line: see progress.h. */
+#include "progress.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "util/timer.h"
+/* Monotonic wall-clock time in seconds. */
+static double monotonic_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 void dj_progress_init(dj_progress *p, FILE *f, double interval) {
     memset(p, 0, sizeof *p);
@@ -19,7 +25,7 @@ void dj_progress_init(dj_progress *p, FILE *f, double interval) {
 
 void dj_progress_update(dj_progress *p, int force, const char *fmt, ...) {
     if (!p->f) return;
-    double now = dj_now();
+    double now = monotonic_s();
     double every = p->tty ? p->tty_interval : p->interval;
     if (!force && p->last >= 0 && now - p->last < every) return;
     char line[512];

@@ -3,10 +3,10 @@
  * On a terminal the line is rewritten in place ("\r", at most every
  * tty_interval seconds, 0.2 by default) and cleared before anything else is
  * printed; elsewhere (a log file, CI) one full line is printed at most every
- * `interval` seconds, so logs stay readable. Internal to dmvjnd: the library
- * itself never prints; the CLI owns the FILE. */
-#ifndef DMVJND_UTIL_PROGRESS_H
-#define DMVJND_UTIL_PROGRESS_H
+ * `interval` seconds, so logs stay readable. Part of the CLI: the library
+ * never prints; the CLI owns the FILE. */
+#ifndef DMVJND_CLI_PROGRESS_H
+#define DMVJND_CLI_PROGRESS_H
 
 #include <stddef.h>
 #include <stdio.h>

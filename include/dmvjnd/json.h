@@ -1,6 +1,6 @@
 /*
- * A small strict JSON (RFC 8259) parser and writer. Internal to dmvjnd: the
- * safetensors header uses it, and the CLI uses the writer for its JSON output.
+ * A small strict JSON (RFC 8259) parser and writer: the safetensors header
+ * uses the parser; reports and the CLI's JSON output use the writer.
  *
  * Parser
  *   dj_json_parse() turns a text into a tree of dj_json nodes. It accepts
@@ -31,8 +31,8 @@
  *   Doubles are written with the fewest digits that read back to the same
  *   value, always with '.' as the decimal point whatever the C locale is.
  */
-#ifndef DMVJND_SRC_IO_JSON_H
-#define DMVJND_SRC_IO_JSON_H
+#ifndef DMVJND_JSON_H
+#define DMVJND_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
