@@ -139,7 +139,7 @@ int dj_webp_payload_bytes(const uint8_t *data, size_t size, size_t *payload) {
     uint32_t riff = le32(data + 4);
     if ((size_t)riff + 8 != size)
         return dj_error(DJ_EFORMAT, "webp payload: RIFF size %u + 8 differs from the file size %zu", riff, size);
-    size_t pos = 12;
+    size_t pos = 12, vp8 = 0;
     int found = 0;
     while (pos < size) {
         if (size - pos < 8) return dj_error(DJ_EFORMAT, "webp payload: truncated chunk header at byte %zu", pos);
@@ -155,7 +155,7 @@ int dj_webp_payload_bytes(const uint8_t *data, size_t size, size_t *payload) {
             if (fr[0] & 1) return dj_error(DJ_EFORMAT, "webp payload: VP8 frame is not a key frame");
             if (fr[3] != 0x9d || fr[4] != 0x01 || fr[5] != 0x2a)
                 return dj_error(DJ_EFORMAT, "webp payload: VP8 frame has no start code");
-            *payload = (size_t)len - 10;
+            vp8 = (size_t)len - 10;
             found = 1;
         } else if (!memcmp(data + pos, "VP8L", 4)) {
             return dj_error(DJ_EFORMAT, "webp payload: lossless (VP8L) WebP has no lossy payload");
@@ -163,5 +163,6 @@ int dj_webp_payload_bytes(const uint8_t *data, size_t size, size_t *payload) {
         pos += 8 + padded;
     }
     if (!found) return dj_error(DJ_EFORMAT, "webp payload: no VP8 chunk");
+    *payload = vp8;
     return DJ_OK;
 }
