@@ -43,7 +43,7 @@ void dj_coded_free(dj_coded *c);
  * JPEG: baseline, 4:4:4 (no chroma subsampling), JFIF YCbCr, optimised Huffman
  * tables, libjpeg's standard tables scaled by jpeg_set_quality(quality,
  * force_baseline = TRUE), JDCT_ISLOW. The output equals
- * `cjpeg -quality Q -sample 1x1 -optimize -dct int` of the same pixels.
+ * `cjpeg -quality Q -baseline -sample 1x1 -optimize -dct int` of the same pixels.
  * WebP: lossy (VP8, YUV 4:2:0), WebPConfigInit defaults with quality = Q and
  * method 4 (libwebp's default speed/size trade-off), no alpha. */
 int dj_jpeg_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out);
