@@ -12,6 +12,10 @@
  * DJ_EINVAL for bad arguments (size, quality, NULL, a negative or NaN
  * budget), DJ_EFORMAT for malformed or unsupported data, DJ_ENOMEM.
  * On failure every output is left empty (NULL / 0).
+ *
+ * Threads: every call uses its own libjpeg / libwebp objects and the
+ * library's per-thread error message, so calls on different images may run
+ * in parallel (e.g. one image per OpenMP thread).
  */
 #ifndef DMVJND_CODEC_H
 #define DMVJND_CODEC_H
