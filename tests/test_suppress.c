@@ -301,6 +301,32 @@ static void test_bound_random(void) {
     CHECK(restored * 10 <= blocks);     /* the predictor is right for most blocks */
 }
 
+/* Calls on different images in parallel give the serial results byte for
+ * byte (no shared state). */
+static void test_parallel_equals_serial(void) {
+    enum { N = 16 };
+    uint8_t *x[N];
+    float *bud = malloc(32 * 32 * 3 * sizeof *bud);
+    for (int i = 0; i < 32 * 32 * 3; i++) bud[i] = 15;
+    dj_coded serial[N], par[N];
+    for (int i = 0; i < N; i++) {
+        cu_seed(500 + i);
+        x[i] = cu_image(32, 32, 40);
+        CHECK_OK(dj_jpeg_encode_suppressed(x[i], 32, 32, 60, bud, &serial[i], NULL));
+    }
+    int fails = 0;
+#pragma omp parallel for num_threads(4) reduction(+ : fails)
+    for (int i = 0; i < N; i++) fails += dj_jpeg_encode_suppressed(x[i], 32, 32, 60, bud, &par[i], NULL) != 0;
+    CHECK(fails == 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(par[i].size == serial[i].size && memcmp(par[i].data, serial[i].data, par[i].size) == 0);
+        dj_coded_free(&par[i]);
+        dj_coded_free(&serial[i]);
+        free(x[i]);
+    }
+    free(bud);
+}
+
 static void test_bad_input(void) {
     cu_seed(24);
     uint8_t *x = cu_image(16, 16, 10);
@@ -327,6 +353,7 @@ int main(void) {
     RUN(test_zero_budget);
     RUN(test_infinite_budget);
     RUN(test_bound_random);
+    RUN(test_parallel_equals_serial);
     RUN(test_bad_input);
     cu_cleanup();
     return check_report("test_suppress");
