@@ -56,10 +56,7 @@ static void compare_with_djpeg(const uint8_t *data, size_t size, const char *nam
 }
 
 static void test_decoder_equals_djpeg(void) {
-    if (!cu_have("djpeg")) {
-        printf("SKIP test_decoder_equals_djpeg: djpeg not installed\n");
-        return;
-    }
+    if (!cu_have("djpeg")) SKIP("djpeg not installed");
     cu_seed(2);
     static const int sizes[][2] = {{1, 1}, {7, 13}, {17, 33}, {32, 32}, {64, 48}};
     for (int s = 0; s < 5; s++)
@@ -97,10 +94,7 @@ static void test_decoder_equals_djpeg(void) {
 /* dj_jpeg_encode is cjpeg with -baseline -sample 1x1 -optimize -dct int: the same file,
  * byte for byte. */
 static void test_encoder_equals_cjpeg(void) {
-    if (!cu_have("cjpeg")) {
-        printf("SKIP test_encoder_equals_cjpeg: cjpeg not installed\n");
-        return;
-    }
+    if (!cu_have("cjpeg")) SKIP("cjpeg not installed");
     cu_seed(3);
     static const int qs[] = {1, 50, 75, 100};
     for (int i = 0; i < 4; i++) {

@@ -45,10 +45,7 @@ static void test_quality_monotone(void) {
  * default options (fancy upsampling, no dithering), so no tolerance is
  * needed; lossless files too. */
 static void test_decoder_equals_dwebp(void) {
-    if (!cu_have("dwebp")) {
-        printf("SKIP test_decoder_equals_dwebp: dwebp not installed\n");
-        return;
-    }
+    if (!cu_have("dwebp")) SKIP("dwebp not installed");
     cu_seed(12);
     static const int sizes[][2] = {{1, 1}, {7, 13}, {17, 33}, {32, 32}, {50, 41}};
     for (int s = 0; s < 5; s++)
