@@ -9,8 +9,9 @@
 #   FUZZ_SECONDS=10 tests/fuzz/run.sh png  some harnesses, 10 s each
 #   FUZZ_RUNS=1000000 tests/fuzz/run.sh    a fixed number of executions instead
 #
-# Harnesses: safetensors json cifar10 png cli. Needs clang and its runtime
-# (Debian: clang, libclang-rt-14-dev), libpng, zlib, oneDNN (cli).
+# Harnesses: safetensors json cifar10 png cli jpeg webp. Needs clang and its runtime
+# (Debian: clang, libclang-rt-14-dev), libpng, zlib, oneDNN (cli), libjpeg-turbo
+# (jpeg), libwebp (webp).
 # Binaries and objects go to $FUZZ_BUILD (default build-fuzz/); inputs the
 # fuzzer finds interesting to build-fuzz/corpus/<name>/ (kept between runs,
 # the seeds in tests/fuzz/corpus stay clean); a finding is saved as
@@ -23,7 +24,7 @@ RUNS=${FUZZ_RUNS:-}
 OUT=${FUZZ_BUILD:-$ROOT/build-fuzz}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 CC=${FUZZ_CC:-clang}
-ALL="safetensors json cifar10 png cli"
+ALL="safetensors json cifar10 png cli jpeg webp"
 NAMES=${*:-$ALL}
 
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
@@ -61,6 +62,8 @@ build() {
     png) variant=lite; srcs=(src/io/png.c src/util/fileio.c src/core/error.c src/core/tensor.c); link="-lpng -lz" ;;
     cli) variant=full; srcs=($(ls src/*/*.c cli/*.c | grep -v -E "$COMPUTE|^cli/dmvjnd.c$"))
          link="-Wl,--wrap=dj_cifar10_load -Wl,--wrap=dj_bench_run -ldnnl -lpng -lz -lgomp" ;;
+    jpeg) variant=lite; srcs=(src/codec/jpeg.c src/codec/suppress.c src/core/error.c); link="-ljpeg -lpthread" ;;
+    webp) variant=lite; srcs=(src/codec/webp.c src/codec/jpeg.c src/core/error.c); link="-lwebp -ljpeg" ;;
     *) echo "fuzz: unknown harness '$name' (have: $ALL)"; return 2 ;;
     esac
     flags=$COV_FULL; [ "$variant" = lite ] && flags=$COV_LITE
