@@ -28,7 +28,7 @@ extern char **environ;
 #define CMD "compress"
 #define MONTAGE_MAX 8
 
-static const int default_grid[] = {5, 10, 20, 30, 50, 70, 85, 95, 100};
+static const int default_grid[] = {10, 30, 50, 70, 85, 95, 98, 100};
 
 /* Decoded images kept for the montage: the first few of every point. */
 typedef struct kept_point {
@@ -97,7 +97,7 @@ static void on_progress(const char *stage, long done, long total, double rate, d
     if (r->quiet) return;
     char e[32];
     dj_format_duration(eta, e, sizeof e);
-    dj_progress_update(&r->p, 0, "compress: %s  %ld/%ld image codings  %.0f/s  ETA %s", stage, done, total, rate, e);
+    dj_progress_update(&r->p, 0, "compress: %s  %ld/%ld image steps  %.0f/s  ETA %s", stage, done, total, rate, e);
 }
 
 /* x | plain near RCA 0.95 | the JND method with the fewest bits at no lower RCA. */
@@ -150,10 +150,13 @@ static void plot(const char *out, int quiet) {
     char csv[4200], png[4200];
     snprintf(csv, sizeof csv, "%s/results.csv", out);
     snprintf(png, sizeof png, "%s/rate_accuracy.png", out);
-    char *argv[] = {"python3", script, csv, png, NULL};
+    /* the system Python first: that is where python3-matplotlib installs */
+    const char *py = getenv("DMVJND_PYTHON");
+    if (!py || !*py) py = access("/usr/bin/python3", X_OK) ? "python3" : "/usr/bin/python3";
+    char *argv[] = {(char *)py, script, csv, png, NULL};
     pid_t pid;
     int st = -1;
-    if (!access(script, R_OK) && !posix_spawnp(&pid, "python3", NULL, NULL, argv, environ)) waitpid(pid, &st, 0);
+    if (!access(script, R_OK) && !posix_spawnp(&pid, py, NULL, NULL, argv, environ)) waitpid(pid, &st, 0);
     if (st != 0) fprintf(stderr, "dmvjnd compress: warning: no rate_accuracy.png (needs python3 with matplotlib and %s)\n", script);
     else if (!quiet) fprintf(stderr, "rate_accuracy.png written\n");
 }
@@ -207,7 +210,7 @@ int cmd_compress(int argc, char **argv) {
         {"png", OPT_STRING, NULL, "PNG files of any size (one or more after --png)", 1, 0},
         {"codec", OPT_STRING, &codec_s, "jpeg or webp (default jpeg)", 1, 0},
         {"methods", OPT_STRING, &methods_s, "comma-separated methods (default: all the codec can use)", 1, 0},
-        {"qualities", OPT_STRING, &grid_s, "comma-separated grid (default 5,10,20,30,50,70,85,95,100)", 1, 0},
+        {"qualities", OPT_STRING, &grid_s, "comma-separated grid (default 10,30,50,70,85,95,98,100)", 1, 0},
         {"method", OPT_STRING, &method1, "single-image mode with --png: code each file with this method", 1, 0},
         {"quality", OPT_INT, &quality1, "single-image mode: the quality 1..100", 1, 100},
         {"strength", OPT_FLOAT, &strength, "s in (0, 1]: budgets applied as s*b (default 1)", 0, 1},

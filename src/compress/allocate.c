@@ -104,69 +104,42 @@ int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int 
 
 /* ------------------------------------------------------------ guard */
 
-int dj_compress_guard(const dj_compress_config *cfg, const dj_compress_machines *mach,
-                      const dj_compress_images *im, const dj_compress_method *m, float *const *budget,
-                      const int *ladder, int nl, const int *start, const int32_t *ref, int check, int *q,
-                      uint8_t *fallback) {
-    const int N = im->n, K = dj_compress_machines_count(mach);
-    int *cur = malloc((size_t)(N > 0 ? N : 1) * sizeof *cur);  /* ladder index to test next, -1: done */
-    int *dir = calloc((size_t)(N > 0 ? N : 1), sizeof *dir);   /* 0 first test, -1 down, +1 up */
-    int *todo = malloc((size_t)(N > 0 ? N : 1) * sizeof *todo);
-    int32_t *lab = malloc((size_t)cfg->batch * K * sizeof *lab);
-    if (!cur || !dir || !todo || !lab) {
-        free(cur), free(dir), free(todo), free(lab);
-        return dj_error(DJ_ENOMEM, "compress guard: out of memory");
-    }
-    for (int i = 0; i < N; i++) {
+int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nl,
+                      const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback) {
+    const size_t N = (size_t)(n > 0 ? n : 1);
+    int *cur = malloc(N * sizeof *cur); /* ladder index to test next, -1: done */
+    int *dir = calloc(N, sizeof *dir);  /* 0 first test, -1 down, +1 up */
+    int *todo = malloc(N * sizeof *todo), *tq = malloc(N * sizeof *tq);
+    int32_t *lab = malloc(N * K * sizeof *lab);
+    int rc = cur && dir && todo && tq && lab ? DJ_OK : dj_error(DJ_ENOMEM, "compress guard: out of memory");
+    for (int i = 0; !rc && i < n; i++) {
         cur[i] = start[i] < 0 ? 0 : start[i] >= nl ? nl - 1 : start[i];
         q[i] = 100;
         fallback[i] = 0;
     }
-    int rc = DJ_OK;
     for (int round = 0; !rc && round <= nl + 1; round++) {
         int nt = 0;
-        for (int i = 0; i < N; i++)
-            if (cur[i] >= 0) todo[nt++] = i;
+        for (int i = 0; i < n; i++)
+            if (cur[i] >= 0) todo[nt] = i, tq[nt++] = ladder[cur[i]];
         if (!nt) break;
-        /* batches of same-size images, so each classifier call takes many */
-        for (int b0 = 0; !rc && b0 < nt;) {
-            const int h = im->h[todo[b0]], w = im->w[todo[b0]];
-            int b1 = b0;
-            while (b1 < nt && b1 - b0 < cfg->batch && im->h[todo[b1]] == h && im->w[todo[b1]] == w) b1++;
-            const size_t per = (size_t)h * w * 3;
-            uint8_t *dec = malloc((size_t)(b1 - b0) * per);
-            if (!dec) rc = dj_error(DJ_ENOMEM, "compress guard: out of memory");
-            for (int j = b0; !rc && j < b1; j++) {
-                int i = todo[j], dh = 0, dw = 0;
-                dj_coded c = {0};
-                uint8_t *d = NULL;
-                rc = dj_compress_code(cfg, m, im->rgb[i], h, w, ladder[cur[i]], budget[i], &c);
-                if (!rc) rc = dj_compress_decode(cfg->codec, &c, &d, &dh, &dw);
-                if (!rc) memcpy(dec + (size_t)(j - b0) * per, d, per);
-                free(d);
-                dj_coded_free(&c);
+        if ((rc = labels_of(user, nt, todo, tq, lab))) break;
+        for (int j = 0; j < nt; j++) {
+            int i = todo[j], kept = 1;
+            for (int k = 0; k < check; k++) kept &= lab[(size_t)j * K + k] == ref[(size_t)i * K + k];
+            if (dir[i] == 0) dir[i] = kept ? -1 : +1;
+            if (kept) q[i] = ladder[cur[i]];
+            if (dir[i] < 0) { /* walking down from a quality that kept them */
+                if (!kept || cur[i] == 0) cur[i] = -1;
+                else cur[i]--;
+            } else if (kept) { /* walking up: the first that keeps them */
+                cur[i] = -1;
+            } else if (cur[i] == nl - 1) {
+                q[i] = 100, fallback[i] = 1, cur[i] = -1;
+            } else {
+                cur[i]++;
             }
-            if (!rc) rc = dj_compress_classify(mach, dec, b1 - b0, h, w, lab);
-            for (int j = b0; !rc && j < b1; j++) {
-                int i = todo[j], kept = 1;
-                for (int k = 0; k < check; k++) kept &= lab[(size_t)(j - b0) * K + k] == ref[(size_t)i * K + k];
-                if (dir[i] == 0) dir[i] = kept ? -1 : +1;
-                if (kept) q[i] = ladder[cur[i]];
-                if (dir[i] < 0) { /* walking down from a quality that kept them */
-                    if (!kept || cur[i] == 0) cur[i] = -1;
-                    else cur[i]--;
-                } else if (kept) { /* walking up: the first that keeps them */
-                    cur[i] = -1;
-                } else if (cur[i] == nl - 1) {
-                    q[i] = 100, fallback[i] = 1, cur[i] = -1;
-                } else {
-                    cur[i]++;
-                }
-            }
-            free(dec);
-            b0 = b1;
         }
     }
-    free(cur), free(dir), free(todo), free(lab);
+    free(cur), free(dir), free(todo), free(tq), free(lab);
     return rc;
 }

@@ -11,6 +11,22 @@
 #include "dmvjnd/dmvjnd.h"
 #include "util/timer.h"
 
+/* One image coded one way at one quality, measured: methods that code the
+ * same way (jnd-quant at q and jnd-rate choosing q, guard's candidates)
+ * share it instead of coding and classifying again. */
+typedef struct entry {
+    int key, q;
+    size_t payload, size;
+    double psnr, sse;
+    int32_t *labels;    /* K labels of the decoded image */
+    uint8_t *data;      /* the coded file (for on_coded) */
+} entry;
+
+typedef struct icache {
+    entry *e;
+    int n, cap;
+} icache;
+
 /* What the measurement holds for all images between its stages. */
 typedef struct ctx {
     const dj_compress_config *cfg;
@@ -21,6 +37,8 @@ typedef struct ctx {
     int32_t *ref;                    /* labels of the originals, N*K         */
     int ladder[DJ_COMPRESS_MAX_LADDER], nl;
     uint8_t *pass[DJ_BUDGET_KINDS];  /* [kind]: N*nl criterion results      */
+    icache *cache;                   /* [image]                              */
+    const dj_compress_method *guard; /* the method guard's candidates use    */
     dj_compress_progress_fn on_progress;
     void *user;
     double t0;
@@ -92,61 +110,141 @@ static int prepare_ladder(ctx *c, int kind) {
     return rc;
 }
 
-/* Codes every image with m at its own quality qi[i], decodes, classifies,
- * and fills the point's figures. */
-static int measure(ctx *c, const dj_compress_method *m, const int *qi, dj_compress_point *pt,
-                   dj_compress_coded_fn on_coded, void *user) {
+/* Images that code the same way share a key: plain (and WebP's rate and
+ * guard, which code plain at q_i), each prefilter, each suppression budget. */
+static int coding_key(const dj_compress_config *cfg, const dj_compress_method *m) {
+    switch (m->use) {
+    case DJ_USE_PLAIN: return 0;
+    case DJ_USE_PREFILTER: return 10 + m->budget;
+    default: return cfg->codec == DJ_CODEC_JPEG ? 20 + m->budget : 0;
+    }
+}
+
+static entry *find(const icache *ic, int key, int q) {
+    for (int k = 0; k < ic->n; k++)
+        if (ic->e[k].key == key && ic->e[k].q == q) return &ic->e[k];
+    return NULL;
+}
+
+static entry *add(ctx *c, icache *ic) {
+    if (ic->n == ic->cap) {
+        int cap = ic->cap ? 2 * ic->cap : 16;
+        entry *e = realloc(ic->e, (size_t)cap * sizeof *e);
+        if (!e) return NULL;
+        ic->e = e;
+        ic->cap = cap;
+    }
+    entry *e = &ic->e[ic->n];
+    memset(e, 0, sizeof *e);
+    if (!(e->labels = malloc((size_t)c->K * sizeof *e->labels))) return NULL;
+    ic->n++;
+    return e;
+}
+
+/* Code, decode, measure and classify images idx[j] at q[j] with m, except
+ * those already in the cache; classifier calls take up to cfg->batch
+ * images of one size. */
+static int ensure(ctx *c, const dj_compress_method *m, int n, const int *idx, const int *q) {
     const dj_compress_images *im = c->im;
-    const int K = c->K, K0 = c->K0, N = im->n;
-    double payload = 0, size = 0, pixels = 0, psnr = 0, sse = 0, vals = 0, qsum = 0;
-    long kept[DJ_JND_MAX_CLASSIFIERS + DJ_COMPRESS_MAX_EXTRA] = {0}, correct = 0;
-    int32_t *lab = malloc((size_t)c->cfg->batch * K * sizeof *lab);
-    int rc = lab ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
+    const int key = coding_key(c->cfg, m);
     float **bud = m->budget ? c->budget[m->budget] : NULL;
-    for (int i0 = 0; !rc && i0 < N;) {
-        int i1 = same_size_run(im, i0, c->cfg->batch), nb = i1 - i0;
-        const int h = im->h[i0], w = im->w[i0];
+    int *todo = malloc((size_t)(n > 0 ? n : 1) * sizeof *todo), nt = 0;
+    if (!todo) return dj_error(DJ_ENOMEM, "compress: out of memory");
+    for (int j = 0; j < n; j++)
+        if (!find(&c->cache[idx[j]], key, q[j])) todo[nt++] = j;
+    int rc = DJ_OK;
+    for (int t0 = 0; !rc && t0 < nt;) {
+        const int h = im->h[idx[todo[t0]]], w = im->w[idx[todo[t0]]];
+        int t1 = t0;
+        while (t1 < nt && t1 - t0 < c->cfg->batch && im->h[idx[todo[t1]]] == h && im->w[idx[todo[t1]]] == w) t1++;
         const size_t per = (size_t)h * w * 3;
-        uint8_t *dec = malloc((size_t)nb * per);
-        if (!dec) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
-        for (int i = i0; !rc && i < i1; i++) {
+        uint8_t *dec = malloc((size_t)(t1 - t0) * per);
+        int32_t *lab = malloc((size_t)(t1 - t0) * c->K * sizeof *lab);
+        entry **ent = calloc((size_t)(t1 - t0), sizeof *ent);
+        if (!dec || !lab || !ent) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
+        for (int t = t0; !rc && t < t1; t++) {
+            const int j = todo[t], i = idx[j];
             dj_coded cd = {0};
             uint8_t *d = NULL;
             int dh = 0, dw = 0;
-            rc = dj_compress_code(c->cfg, m, im->rgb[i], h, w, qi[i], bud ? bud[i] : NULL, &cd);
+            rc = dj_compress_code(c->cfg, m, im->rgb[i], h, w, q[j], bud ? bud[i] : NULL, &cd);
             if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &d, &dh, &dw);
             if (!rc && (dh != h || dw != w))
                 rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
+            entry *e = rc ? NULL : add(c, &c->cache[i]);
+            if (!rc && !e) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
             if (!rc) {
-                memcpy(dec + (size_t)(i - i0) * per, d, per);
-                payload += (double)cd.payload;
-                size += (double)cd.size;
-                pixels += (double)h * w;
-                qsum += qi[i];
-                psnr += dj_psnr_u8(im->rgb[i], d, per);
+                ent[t - t0] = e;
+                e->key = key, e->q = q[j], e->payload = cd.payload, e->size = cd.size;
+                e->data = cd.data; /* the entry owns the file now */
+                cd.data = NULL;
+                e->psnr = dj_psnr_u8(im->rgb[i], d, per);
                 for (size_t p = 0; p < per; p++) {
                     double df = (double)d[p] - (double)im->rgb[i][p];
-                    sse += df * df;
+                    e->sse += df * df;
                 }
-                vals += (double)per;
+                memcpy(dec + (size_t)(t - t0) * per, d, per);
             }
-            if (!rc && on_coded) rc = on_coded(pt, i, qi[i], &cd, d, h, w, user);
             free(d);
             dj_coded_free(&cd);
         }
-        if (!rc) rc = dj_compress_classify(c->mach, dec, nb, h, w, lab);
-        for (int i = i0; !rc && i < i1; i++) {
-            const int32_t *l = lab + (size_t)(i - i0) * K, *r = c->ref + (size_t)i * K;
-            for (int k = 0; k < K; k++) kept[k] += l[k] == r[k];
-            if (im->truth)
-                for (int k = 0; k < K0; k++) correct += l[k] == im->truth[i];
-        }
+        if (!rc) rc = dj_compress_classify(c->mach, dec, t1 - t0, h, w, lab);
+        for (int t = t0; !rc && t < t1; t++) memcpy(ent[t - t0]->labels, lab + (size_t)(t - t0) * c->K, (size_t)c->K * sizeof *lab);
         free(dec);
-        progress(c, "code", nb);
-        i0 = i1;
+        free(lab);
+        free(ent);
+        t0 = t1;
     }
-    free(lab);
+    free(todo);
+    return rc;
+}
+
+/* guard's view of a candidate quality (dj_compress_labels_fn) */
+static int guard_labels(void *user, int n, const int *idx, const int *q, int32_t *labels) {
+    ctx *c = user;
+    int rc = ensure(c, c->guard, n, idx, q);
+    for (int j = 0; !rc && j < n; j++)
+        memcpy(labels + (size_t)j * c->K, find(&c->cache[idx[j]], coding_key(c->cfg, c->guard), q[j])->labels,
+               (size_t)c->K * sizeof *labels);
+    return rc;
+}
+
+/* Every image with m at its own quality qi[i]: the point's figures. */
+static int measure(ctx *c, const dj_compress_method *m, const int *qi, dj_compress_point *pt,
+                   dj_compress_coded_fn on_coded, void *user) {
+    const dj_compress_images *im = c->im;
+    const int K = c->K, K0 = c->K0, N = im->n, key = coding_key(c->cfg, m);
+    int *idx = malloc((size_t)N * sizeof *idx);
+    if (!idx) return dj_error(DJ_ENOMEM, "compress: out of memory");
+    for (int i = 0; i < N; i++) idx[i] = i;
+    int rc = ensure(c, m, N, idx, qi);
+    free(idx);
+    double payload = 0, size = 0, pixels = 0, psnr = 0, sse = 0, vals = 0, qsum = 0;
+    long kept[DJ_JND_MAX_CLASSIFIERS + DJ_COMPRESS_MAX_EXTRA] = {0}, correct = 0;
+    for (int i = 0; !rc && i < N; i++) {
+        const entry *e = find(&c->cache[i], key, qi[i]);
+        const size_t per = (size_t)im->h[i] * im->w[i] * 3;
+        payload += (double)e->payload;
+        size += (double)e->size;
+        pixels += (double)per / 3;
+        vals += (double)per;
+        qsum += qi[i];
+        psnr += e->psnr;
+        sse += e->sse;
+        for (int k = 0; k < K; k++) kept[k] += e->labels[k] == c->ref[(size_t)i * K + k];
+        if (im->truth)
+            for (int k = 0; k < K0; k++) correct += e->labels[k] == im->truth[i];
+        if (on_coded) {
+            dj_coded cd = {e->data, e->size, e->payload};
+            uint8_t *d = NULL;
+            int dh = 0, dw = 0;
+            rc = dj_compress_decode(c->cfg->codec, &cd, &d, &dh, &dw);
+            if (!rc) rc = on_coded(pt, i, qi[i], &cd, d, dh, dw, user);
+            free(d);
+        }
+    }
     if (rc) return rc;
+    progress(c, pt->method, N);
     pt->images = N;
     pt->bpp = pixels > 0 ? 8 * payload / pixels : NAN;
     pt->file_bpp = pixels > 0 ? 8 * size / pixels : NAN;
@@ -171,6 +269,14 @@ static void ctx_free(ctx *c) {
         free(c->pass[k]);
     }
     free(c->ref);
+    for (int i = 0; c->cache && i < c->im->n; i++) {
+        for (int k = 0; k < c->cache[i].n; k++) {
+            free(c->cache[i].e[k].labels);
+            free(c->cache[i].e[k].data);
+        }
+        free(c->cache[i].e);
+    }
+    free(c->cache);
 }
 
 int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machines *machines,
@@ -200,6 +306,8 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
     c.K0 = dj_jnd_generator_count(machines->gen);
     c.K = c.K0 + machines->nextra;
     c.nl = dj_compress_ladder(cfg, grid, ngrid, c.ladder);
+    c.cache = calloc((size_t)im->n, sizeof *c.cache);
+    if (!rc && !c.cache) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
     int *qi = malloc((size_t)im->n * sizeof *qi);
     res->points = calloc((size_t)(npoints > 0 ? npoints : 1), sizeof *res->points);
     if (!rc && (!qi || !res->points)) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
@@ -247,9 +355,10 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                     start[i] = 0;
                     while (start[i] < c.nl - 1 && c.ladder[start[i]] < q0) start[i]++;
                 }
+                c.guard = m;
                 if (!rc)
-                    rc = dj_compress_guard(cfg, machines, im, m, c.budget[DJ_BUDGET_JND], c.ladder, c.nl, start,
-                                           c.ref, cfg->guard_all ? c.K : c.K0, qi, fb);
+                    rc = dj_compress_guard(im->n, c.K, guard_labels, &c, c.ladder, c.nl, start, c.ref,
+                                           cfg->guard_all ? c.K : c.K0, qi, fb);
                 for (int i = 0; !rc && i < im->n; i++) pt->fallback += fb[i];
                 free(start);
                 free(fb);
