@@ -106,7 +106,7 @@ int dj_compress_budgets(const dj_compress_config *cfg, const uint8_t *rgb, int h
     if (hvs) {
         float *map = malloc((size_t)h * w * sizeof *map);
         rc = map ? dj_hvs_jnd_namm(rgb, h, w, map) : dj_error(DJ_ENOMEM, "compress budgets: out of memory");
-        if (!rc) rc = dj_budget_from_map(map, h, w, hvs);
+        if (!rc) dj_budget_from_map(map, h, w, hvs);
         free(map);
         if (!rc && !cfg->hvs_native) {
             /* matched: the same energy as the jnd budget, so the two compare
@@ -175,7 +175,7 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
     case DJ_USE_PREFILTER: {
         uint8_t *t = malloc(n), *y = malloc(n);
         rc = t && y ? prefilter_target(cfg, rgb, h, w, quality, t) : dj_error(DJ_ENOMEM, "compress: out of memory");
-        if (!rc) rc = dj_prefilter(rgb, t, budget, (float)cfg->strength, n, y);
+        if (!rc) dj_prefilter(rgb, t, budget, (float)cfg->strength, n, y);
         if (!rc) rc = encode_plain(cfg->codec, y, h, w, quality, out);
         free(t);
         free(y);
