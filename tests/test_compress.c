@@ -415,22 +415,41 @@ static void test_cli_cifar(void) {
         return;
     }
     enum { N = 20 };
+    dj_jnd_generator *gen = NULL;
+    CHECK_OK(dj_jnd_generator_create(&gen, "models/jnd.safetensors", NULL, 0));
+    if (!gen) return;
+    const int K = dj_jnd_generator_count(gen);
+    /* the last of the four again as an "extra" classifier: its extra RCA
+     * must equal its own RCA at every point */
     char a[8192];
     snprintf(a, sizeof a,
              "compress --split test --limit %d --codec jpeg --methods plain,jnd-quant,jnd-rate,guard "
-             "--qualities 30,90 --out %s/c --save-all --montage 2 --no-plot --json",
-             N, tmpdir);
+             "--qualities 30,90 --out %s/c --save-all --montage 2 --no-plot --json --classifier %s",
+             N, tmpdir, dj_jnd_generator_path(gen, K - 1));
     int rc = run(a);
     CHECK(rc == 0);
     if (rc) {
         fprintf(stderr, "%s\n", out_text);
+        dj_jnd_generator_destroy(gen);
         return;
     }
     const char *js = strchr(out_text, '{');
     dj_json *root = NULL;
     CHECK_OK(dj_json_parse(js ? js : "", js ? strlen(js) : 0, "compress --json", 0, &root));
-    if (!root) return;
+    if (!root) {
+        dj_jnd_generator_destroy(gen);
+        return;
+    }
     const dj_json *pts = dj_json_get(root, "points");
+    int compared = 0;
+    for (size_t i = 0; pts && i < pts->len; i++) {
+        const dj_json *rca = dj_json_get(&pts->items[i], "rca"), *ex = dj_json_get(&pts->items[i], "extra_rca");
+        const dj_json *x = ex && ex->len == 1 ? &ex->items[0] : NULL;
+        CHECK(x && !strcmp(x->key, dj_jnd_generator_tag(gen, K - 1)));
+        if (x) CHECK_CLOSE(x->number, num(rca, dj_jnd_generator_tag(gen, K - 1)), 0, 0);
+        compared += x != NULL;
+    }
+    CHECK(compared == 7); /* plain, jnd-quant, jnd-rate at 2 qualities, and guard */
     dj_cifar10 ds;
     dj_cifar10_opts o = {0, N, 0};
     CHECK_OK(dj_cifar10_load(&ds, NULL, "test", &o));
@@ -453,10 +472,7 @@ static void test_cli_cifar(void) {
         if (fb == 0) CHECK(num(g, "rca_mean") == 1.0);
     }
     /* RCA of plain q30 re-checked with `dmvjnd classify` on the djpeg output */
-    dj_jnd_generator *gen = NULL;
-    CHECK_OK(dj_jnd_generator_create(&gen, "models/jnd.safetensors", NULL, 0));
-    if (gen) {
-        const int K = dj_jnd_generator_count(gen);
+    {
         char models[8192] = "", orig[1 << 14] = "", dec[1 << 14] = "";
         for (int k = 0; k < K; k++) {
             size_t l = strlen(models);
@@ -479,8 +495,8 @@ static void test_cli_cifar(void) {
             mean += (double)kept / N / K;
         }
         CHECK_CLOSE(mean, num(p, "rca_mean"), 1e-12, 0);
-        dj_jnd_generator_destroy(gen);
     }
+    dj_jnd_generator_destroy(gen);
     char path[4300];
     snprintf(path, sizeof path, "%s/c/montage.png", tmpdir);
     CHECK(access(path, R_OK) == 0);
