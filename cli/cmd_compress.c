@@ -129,9 +129,11 @@ static int write_montage(const run_ctx *r, const dj_compress_result *res, const 
     char path[4200];
     snprintf(path, sizeof path, "%s/montage.png", r->out);
     int zoom = r->h <= 64 && r->w <= 64 ? 4 : 1;
-    if (!r->quiet)
-        fprintf(stderr, "montage.png: original | plain q%d (%.4f bpp, RCA %.3f) | %s\n", pl->quality, pl->bpp,
-                pl->rca_mean, best ? best->method : "(no JND method at that RCA)");
+    if (!r->quiet) {
+        fprintf(stderr, "montage.png: original | plain q%d (%.4f bpp, RCA %.3f) | ", pl->quality, pl->bpp, pl->rca_mean);
+        if (best) fprintf(stderr, "%s q%d (%.4f bpp, RCA %.3f)\n", best->method, best->quality, best->bpp, best->rca_mean);
+        else fprintf(stderr, "(no JND method at that RCA)\n");
+    }
     return dj_compress_montage_write(path, panels, rows, cols, r->h, r->w, zoom);
 }
 

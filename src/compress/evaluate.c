@@ -294,13 +294,12 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
         if (grid[g] < 1 || grid[g] > 100) return dj_error(DJ_EINVAL, "compress: quality %d is outside 1..100", grid[g]);
     const dj_compress_method **ms = calloc((size_t)nmethods, sizeof *ms);
     if (!ms) return dj_error(DJ_ENOMEM, "compress: out of memory");
-    int need[DJ_BUDGET_KINDS] = {0}, npoints = 0, has_guard = 0;
+    int need[DJ_BUDGET_KINDS] = {0}, npoints = 0;
     for (int j = 0; !rc && j < nmethods; j++) {
         if ((rc = dj_compress_method_find(methods[j], cfg->codec, &ms[j]))) break;
         need[DJ_BUDGET_JND] = 1; /* hvs (matched) and flat take the jnd mean */
         need[ms[j]->budget] = 1;
         npoints += ms[j]->use == DJ_USE_GUARD ? 1 : ngrid;
-        has_guard |= ms[j]->use == DJ_USE_GUARD;
     }
     ctx c = {.cfg = cfg, .mach = machines, .im = im, .on_progress = on_progress, .user = user, .t0 = dj_now()};
     c.K0 = dj_jnd_generator_count(machines->gen);
@@ -373,7 +372,6 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
         }
     }
     res->code_seconds = dj_now() - t1;
-    (void)has_guard;
     if (!rc) rc = dj_compress_summarise(res);
     free(qi);
     free((void *)ms);
