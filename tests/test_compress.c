@@ -424,7 +424,7 @@ static void test_cli_cifar(void) {
     char a[8192];
     snprintf(a, sizeof a,
              "compress --split test --limit %d --codec jpeg --methods plain,jnd-quant,jnd-rate,guard "
-             "--qualities 30,90 --out %s/c --save-all --montage 2 --no-plot --json --classifier %s",
+             "--qualities 30,90 --out %s/c --save-all --montage 2 --no-plot --json --threads 1 --classifier %s",
              N, tmpdir, dj_jnd_generator_path(gen, K - 1));
     int rc = run(a);
     CHECK(rc == 0);
