@@ -13,6 +13,7 @@
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 #include "dmvjnd/safetensors.h"
+#include "default_models.h"
 #include "inputs.h"
 
 enum { SIDE = DJ_CIFAR10_SIDE, HW = DJ_CIFAR10_SIDE * DJ_CIFAR10_SIDE };
@@ -123,7 +124,7 @@ int cmd_cam(int argc, char **argv) {
     const char *cifar = NULL, *split = NULL, *out = NULL;
     int offset = 0, limit = 100, raw = 0, quiet = 0, batch = 100, threads = 0, help = 0;
     cli_opt opts[] = {
-        {"model", OPT_STRING, NULL, "weights file (repeat for several classifiers)", 1, 0},
+        {"model", OPT_STRING, NULL, "weights file (repeat for several classifiers; default: the four shipped ones)", 1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default folder when only --split is given)", 1, 0},
         {"split", OPT_STRING, &split, "test or train (default test)", 1, 0},
         {"offset", OPT_INT, &offset, "first record of the split (default 0)", 0, 49999},
@@ -141,10 +142,6 @@ int cmd_cam(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!nmodels) {
-        fprintf(stderr, "dmvjnd cam: give at least one --model FILE\n");
-        goto done;
-    }
     if ((cifar || split) == (npng > 0)) {
         fprintf(stderr, "dmvjnd cam: give either --cifar DIR [--split S] or --png FILE...\n");
         goto done;
@@ -158,6 +155,7 @@ int cmd_cam(int argc, char **argv) {
         fprintf(stderr, "dmvjnd cam: --split must be test or train, not '%s'\n", split);
         goto done;
     }
+    if (!nmodels && (rc = cli_default_classifiers("cam", &models, &nmodels))) goto done;
     dj_set_num_threads(threads);
 
     cli_models ms;

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/train.h"
+#include "default_models.h"
 #include "inputs.h"
 #include "io/json.h"
 
@@ -214,7 +215,7 @@ int cmd_classify(int argc, char **argv) {
     const char *cifar = NULL, *split = NULL;
     int offset = 0, limit = 0, json = 0, csv = 0, batch = 100, threads = 0, help = 0;
     cli_opt opts[] = {
-        {"model", OPT_STRING, NULL, "weights file (repeat for several classifiers)", 1, 0},
+        {"model", OPT_STRING, NULL, "weights file (repeat for several classifiers; default: the four shipped ones)", 1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder to classify (default folder when only --split is given)", 1,
          0},
         {"split", OPT_STRING, &split, "test or train (default test)", 1, 0},
@@ -232,10 +233,6 @@ int cmd_classify(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!nmodels) {
-        fprintf(stderr, "dmvjnd classify: give at least one --model FILE\n");
-        goto done;
-    }
     if ((cifar || split) == (npng > 0)) {
         fprintf(stderr, "dmvjnd classify: give either --cifar DIR [--split S] or --png FILE...\n");
         goto done;
@@ -253,6 +250,7 @@ int cmd_classify(int argc, char **argv) {
         fprintf(stderr, "dmvjnd classify: --split must be test or train, not '%s'\n", split);
         goto done;
     }
+    if (!nmodels && (rc = cli_default_classifiers("classify", &models, &nmodels))) goto done;
     dj_set_num_threads(threads);
 
     cli_models ms;

@@ -11,6 +11,7 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/jnd_eval.h"
+#include "default_models.h"
 #include "inputs.h"
 #include "util/progress.h"
 
@@ -58,7 +59,7 @@ int cmd_eval(int argc, char **argv) {
     int montage = 8, quiet = 0, no_float = 0;
     double seed = 1, gain = 4;
     cli_opt opts[] = {
-        {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
+        {"model", OPT_STRING, &model, "trained DMV-JND model file (default: the shipped " DJ_MODEL_JND ")", 1, 0},
         {"classifier", OPT_STRING, NULL, "classifier weights file, repeated (default: the files the model names)",
          1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default: see docs/cli.md, Data)", 1, 0},
@@ -84,10 +85,6 @@ int cmd_eval(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!model) {
-        fprintf(stderr, "dmvjnd eval: --model FILE is required\n");
-        goto done;
-    }
     if (!out && !json) {
         fprintf(stderr, "dmvjnd eval: give --out DIR (report files), --json (stdout), or both\n");
         goto done;
@@ -98,6 +95,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "dmvjnd eval: --split must be train, test or both, not '%s'\n", split);
         goto done;
     }
+    if (!model && (rc = cli_default_jnd_model("eval", &model))) goto done;
     dj_set_num_threads(threads);
     int st_rc = DJ_OK;
     if (out && (st_rc = cli_prepare_out_dir(out))) {

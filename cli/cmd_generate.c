@@ -11,6 +11,7 @@
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_generate.h"
+#include "default_models.h"
 #include "inputs.h"
 #include "io/json.h"
 
@@ -186,7 +187,7 @@ int cmd_generate(int argc, char **argv) {
     int offset = 0, limit = 0, json = 0, batch = 100, threads = 0, help = 0, keep = 0;
     double gain = 1.0;
     cli_opt opts[] = {
-        {"model", OPT_STRING, &model, "trained DMV-JND model file (dmvjnd train --out)", 1, 0},
+        {"model", OPT_STRING, &model, "trained DMV-JND model file (default: the shipped " DJ_MODEL_JND ")", 1, 0},
         {"classifier", OPT_STRING, NULL, "classifier weights file, repeated (default: the files the model names)",
          1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default folder when only --split is given)", 1, 0},
@@ -209,8 +210,8 @@ int cmd_generate(int argc, char **argv) {
                    argc, argv, 1, opts, (int)(sizeof opts / sizeof *opts), &help);
     if (rc || help) goto done;
     rc = EXIT_USAGE;
-    if (!model || !out) {
-        fprintf(stderr, "dmvjnd generate: --model FILE and --out DIR are required\n");
+    if (!out) {
+        fprintf(stderr, "dmvjnd generate: --out DIR is required\n");
         goto done;
     }
     if ((cifar || split) == (npng > 0)) {
@@ -226,6 +227,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "dmvjnd generate: --split must be test or train, not '%s'\n", split);
         goto done;
     }
+    if (!model && (rc = cli_default_jnd_model("generate", &model))) goto done;
     dj_set_num_threads(threads);
     int st_rc = cli_prepare_out_dir(out);
     if (st_rc) {

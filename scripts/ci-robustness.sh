@@ -75,7 +75,7 @@ valgrind_runs() {
     # The shipped JND model and its four classifiers, on a 32x32 and an odd
     # 5x3 image (padded to the stride and cropped back).
     echo "valgrind: dmvjnd generate (shipped JND model, PNG files of two sizes)"
-    "${vg[@]}" --log-file="$t/generate.vg" "$bin" generate --model models/jnd.safetensors --threads 1 \
+    "${vg[@]}" --log-file="$t/generate.vg" "$bin" generate --model models/jnd_v1.0.safetensors --threads 1 \
         --png tests/fuzz/corpus/png/rgb8_32x32.png tests/fuzz/corpus/png/rgb8_filters.png --out "$t/gen" >/dev/null
     local rc3=$?
     for f in classify train generate; do

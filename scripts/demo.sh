@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 n=${1:-100}
 out=${2:-demo}
 limit=${EVAL_LIMIT:-10000}
-model=models/jnd.safetensors
+model=models/jnd_v1.0.safetensors
 bin=build/dmvjnd
 [ -x "$bin" ] || { echo "demo: $bin is missing: run make first" >&2; exit 2; }
 if [ ! -f "$model" ]; then

@@ -25,14 +25,14 @@ recipe() {
 for arch in "${@:-alexnet vgg11bn resnet20 densenet40bc}"; do
     for a in $arch; do
         r=$(recipe "$a")
-        if [ -f "models/$a.safetensors" ]; then
-            echo "== $a: models/$a.safetensors exists, skipped"
+        if [ -f "models/${a}_v1.0.safetensors" ]; then
+            echo "== $a: models/${a}_v1.0.safetensors exists, skipped"
             continue
         fi
         echo "== $a: $bin train-classifier --arch $a $r --seed 1 (log: runs/$a.log)"
         start=$(date +%s)
         # shellcheck disable=SC2086
-        "$bin" train-classifier --arch "$a" $r --seed 1 --out "models/$a.safetensors" \
+        "$bin" train-classifier --arch "$a" $r --seed 1 --out "models/${a}_v1.0.safetensors" \
             --checkpoint "runs/$a.ckpt" --log "runs/$a.csv" --resume >> "runs/$a.log" 2>&1
         echo "== $a: done in $(($(date +%s) - start)) s (this run; runs/$a.csv has every epoch's time)"
     done

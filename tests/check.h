@@ -2,7 +2,17 @@
  * calls RUN(test) for each test and returns check_report(). A failed CHECK
  * prints file:line and the values, and the test goes on (so one run shows
  * every failure). The last line a test program prints is
- * "<name>: N passed, N failed". */
+ * "<name>: N passed, N failed, N skipped", with " (K not for this CPU or
+ * build)" appended when K of the skips are SKIP_PLATFORM's.
+ *
+ * Skips: a test that cannot run calls SKIP(reason) (a missing resource, e.g.
+ * the CIFAR-10 data set: it should run where the resource is provided, and
+ * tests/run.sh with DMVJND_REQUIRE_ALL=1 counts it as a failure) or
+ * SKIP_PLATFORM(reason) (it cannot run on this CPU or in this build, e.g.
+ * an AVX-512 kernel on an AVX2 machine, malloc counting under
+ * AddressSanitizer: allowed everywhere). Both print "SKIP <test>: reason"
+ * and return from the test; check_skip() does the same for a test main
+ * decides not to RUN. docs/install.md, "Tests". */
 #ifndef DMVJND_TESTS_CHECK_H
 #define DMVJND_TESTS_CHECK_H
 
@@ -13,6 +23,30 @@
 static int check_failed_asserts;
 static int check_tests_passed;
 static int check_tests_failed;
+static int check_tests_skipped;
+static int check_tests_skipped_platform; /* of check_tests_skipped */
+static int check_skip_kind;              /* set by SKIP in the running test: 1, 2 = platform */
+
+/* Counts `test` as skipped (platform: it cannot run on this CPU or build). */
+static inline void check_skip(const char *test, int platform, const char *reason) {
+    fprintf(stderr, "SKIP %s: %s%s\n", test, reason, platform ? " (not for this CPU or build)" : "");
+    check_tests_skipped++;
+    check_tests_skipped_platform += platform != 0;
+}
+
+#define SKIP(reason)                                                                                  \
+    do {                                                                                              \
+        fprintf(stderr, "SKIP %s: %s\n", __func__, (reason));                                        \
+        check_skip_kind = 1;                                                                          \
+        return;                                                                                       \
+    } while (0)
+
+#define SKIP_PLATFORM(reason)                                                                         \
+    do {                                                                                              \
+        fprintf(stderr, "SKIP %s: %s (not for this CPU or build)\n", __func__, (reason));            \
+        check_skip_kind = 2;                                                                          \
+        return;                                                                                       \
+    } while (0)
 
 #define CHECK(cond)                                                                                   \
     do {                                                                                              \
@@ -58,8 +92,12 @@ static int check_tests_failed;
 #define RUN(test)                                                                                     \
     do {                                                                                              \
         int before_ = check_failed_asserts;                                                           \
+        check_skip_kind = 0;                                                                          \
         test();                                                                                       \
-        if (check_failed_asserts == before_) {                                                        \
+        if (check_failed_asserts == before_ && check_skip_kind) {                                     \
+            check_tests_skipped++;                                                                    \
+            check_tests_skipped_platform += check_skip_kind == 2;                                     \
+        } else if (check_failed_asserts == before_) {                                                 \
             check_tests_passed++;                                                                     \
         } else {                                                                                      \
             check_tests_failed++;                                                                     \
@@ -68,7 +106,13 @@ static int check_tests_failed;
     } while (0)
 
 static inline int check_report(const char *name) {
-    printf("%s: %d passed, %d failed\n", name, check_tests_passed, check_tests_failed);
+    (void)check_skip_kind; /* used only by RUN and SKIP */
+    if (check_tests_skipped_platform)
+        printf("%s: %d passed, %d failed, %d skipped (%d not for this CPU or build)\n", name, check_tests_passed,
+               check_tests_failed, check_tests_skipped, check_tests_skipped_platform);
+    else
+        printf("%s: %d passed, %d failed, %d skipped\n", name, check_tests_passed, check_tests_failed,
+               check_tests_skipped);
     return check_tests_failed ? 1 : 0;
 }
 

@@ -20,7 +20,7 @@
 #if defined(__SANITIZE_ADDRESS__)
 /* AddressSanitizer owns malloc; counting by interposition cannot work. */
 int main(void) {
-    printf("test_alloc: skipped under AddressSanitizer\n");
+    check_skip("test_alloc", 1, "AddressSanitizer owns malloc");
     return check_report("test_alloc");
 }
 #else

@@ -260,7 +260,8 @@ int main(void) {
         return 1;
     }
     if (!data_available()) {
-        fprintf(stderr, "test_kill_resume: CIFAR-10 not found (%s); skipped\n", dj_last_error());
+        fprintf(stderr, "test_kill_resume: CIFAR-10 not found (%s)\n", dj_last_error());
+        check_skip("test_kill_and_resume", 0, "no CIFAR-10");
     } else {
         RUN(test_kill_and_resume);
     }

@@ -1,4 +1,4 @@
-/* The shipped DMV-JND model (models/jnd.safetensors) keeps as many labels
+/* The shipped DMV-JND model (models/jnd_v1.0.safetensors) keeps as many labels
  * and distorts as much as models/README.md says, on CIFAR-10 test records
  * 0-999 (the bit-exact ones here): the README's row that names the model
  * file carries "(N/M labels kept)" (N kept labels out of M = 1000 images x
@@ -23,11 +23,11 @@
 #include "dmvjnd/jnd_eval.h"
 #include "dmvjnd/jnd_generate.h"
 
-#define MODEL "jnd.safetensors"
+#define MODEL "jnd_v1.0.safetensors"
 #define KEPT_TOLERANCE 8
 #define PSNR_TOLERANCE 0.05
 
-/* "| ... | `jnd.safetensors` | ... 97.45% (3898/4000 labels kept) at 19.52 dB ..." */
+/* "| ... | `jnd_v1.0.safetensors` | ... 97.45% (3898/4000 labels kept) at 19.52 dB ..." */
 static int parse_row(const char *line, int *kept, int *total, double *psnr) {
     if (line[0] != '|' || !strstr(line, "`" MODEL "`")) return 0;
     const char *k = strstr(line, " labels kept)");
@@ -60,8 +60,7 @@ static void test_readme_figures(void) {
     dj_cifar10_opts o = {0, 1000, 0};
     if (dj_cifar10_load(&ds, NULL, "test", &o) != 0) {
         fprintf(stderr, "test_shipped_jnd: CIFAR-10 not found (%s)\n", dj_last_error());
-        CHECK(0);
-        return;
+        SKIP("no CIFAR-10 (scripts/get-cifar10.sh or DMVJND_DATA)");
     }
     dj_jnd_generator *g = NULL;
     if (dj_jnd_generator_create(&g, "models/" MODEL, NULL, 0) != 0) {

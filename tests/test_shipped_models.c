@@ -46,9 +46,8 @@ static void test_readme_figures(void) {
     dj_cifar10_opts o = {0, 1000, 0};
     if (dj_cifar10_load(&ds, NULL, "test", &o) != 0) {
         fprintf(stderr, "test_shipped_models: CIFAR-10 not found (%s)\n", dj_last_error());
-        CHECK(0);
         free(text);
-        return;
+        SKIP("no CIFAR-10 (scripts/get-cifar10.sh or DMVJND_DATA)");
     }
     int rows = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {

@@ -2,7 +2,7 @@
 """Where does a JND model lose labels? Splits each classifier's changed labels by whether the
 classifier had the image right (its label on x equals CIFAR-10's true label) or wrong.
 
-    build/dmvjnd generate --model models/jnd.safetensors --split train --limit 10000 --out runs/gen-train
+    build/dmvjnd generate --model models/jnd_v1.0.safetensors --split train --limit 10000 --out runs/gen-train
     python3 tools/jnd_flips.py runs/gen-train/results.csv data/cifar-10-batches-bin
 
 The question it answers: are the labels the JND changes spread over all images, or concentrated on

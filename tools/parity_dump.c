@@ -241,7 +241,7 @@ done:
 
 static int dump_shipped(const char *dir, const char *modeldir, const char *name, int *found) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.safetensors", modeldir, name);
+    snprintf(path, sizeof path, "%s/%s_v1.0.safetensors", modeldir, name);
     FILE *f = fopen(path, "rb");
     if (!f) return DJ_OK; /* not shipped (yet) */
     fclose(f);

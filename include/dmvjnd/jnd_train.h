@@ -229,7 +229,7 @@ typedef struct dj_jnd_train_config {
 /* Presets: "paper" (Sec. V-A: Adam lr 1e-5, weight decay 1e-3, batch 50,
  * flip 0.5, alpha = beta = 1, width 1, e_unit normalized, clip, 200 epochs)
  * and "fast" (docs/method.md, "Training"). Classifier paths: the four
- * default files (models/alexnet.safetensors, ...). DJ_EINVAL for another
+ * default files (models/alexnet_v1.0.safetensors, ...). DJ_EINVAL for another
  * name. */
 int dj_jnd_train_preset(dj_jnd_train_config *cfg, const char *name);
 

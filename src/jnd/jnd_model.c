@@ -1,9 +1,11 @@
 /* The trained DMV-JND model file, generation with it, and loading the
  * frozen classifiers; see dmvjnd/jnd_train.h, sections 1 and 5. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dmvjnd/cam.h"
 #include "dmvjnd/checkpoint.h"
@@ -136,6 +138,148 @@ int dj_jnd_classifiers_load(dj_classifier *out, const char *const *paths, int co
     return rc;
 }
 
+/* ------------------------------------------------- classifier files named */
+
+/* A JND model file names its classifiers (jnd.classifiers) by paths relative
+ * to its own folder (plain file names when they lie beside it, as the
+ * shipped models do), so a model folder can be moved or installed as a
+ * whole. jnd.classifier_hashes records "size:fnv1a64" of each file, so a
+ * classifier replaced by another one is refused instead of silently giving
+ * other results. */
+
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Length of the folder part of path ("dir/" included), 0 when it has none. */
+static size_t dir_len(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? (size_t)(slash - path) + 1 : 0;
+}
+
+static char *join(const char *path, size_t dlen, const char *name) {
+    size_t n = strlen(name);
+    char *s = malloc(dlen + n + 1);
+    if (!s) return NULL;
+    memcpy(s, path, dlen);
+    memcpy(s + dlen, name, n + 1);
+    return s;
+}
+
+/* The file a model at model_path means by `name` (malloc'ed; NULL when out
+ * of memory): an absolute name as it is; else name in the model's folder;
+ * else (files written by older versions, which stored paths as typed, e.g.
+ * "models/alexnet.safetensors") the name's last part in the model's folder,
+ * then the name relative to the current folder. When none exists, the first
+ * candidate, so that the error names the file the model looks for. */
+static char *resolve_classifier(const char *model_path, const char *name) {
+    if (name[0] == '/') return join("", 0, name);
+    size_t dl = dir_len(model_path);
+    char *first = join(model_path, dl, name);
+    if (!first || is_file(first)) return first;
+    const char *base = name + dir_len(name);
+    char *c = base != name ? join(model_path, dl, base) : NULL;
+    if (c && is_file(c)) {
+        free(first);
+        return c;
+    }
+    free(c);
+    if (dl && is_file(name)) {
+        free(first);
+        return join("", 0, name);
+    }
+    return first;
+}
+
+/* The path of `target` relative to the folder of `model_path`, when both
+ * exist (malloc'ed), else a copy of target: stored in the model file. */
+static char *relative_name(const char *model_path, const char *target) {
+    char mdir[PATH_MAX], tgt[PATH_MAX];
+    size_t dl = dir_len(model_path);
+    char *d = dl ? join(model_path, dl, ".") : join("", 0, ".");
+    int ok = d && realpath(d, mdir) && realpath(target, tgt);
+    free(d);
+    if (!ok) return join("", 0, target);
+    /* Common leading folders, then one "../" for each folder of mdir left. */
+    size_t common = 0;
+    for (size_t i = 0; mdir[i] && mdir[i] == tgt[i]; i++)
+        if (tgt[i + 1] == '/' && (mdir[i + 1] == '/' || !mdir[i + 1])) common = i + 1;
+    size_t ups = 0;
+    if (!strcmp(mdir, "/")) common = 0; /* the root: rest is tgt + 1, no "../" */
+    else
+        for (const char *p = mdir + common; *p; p++) ups += *p == '/';
+    const char *rest = tgt + common + 1;
+    char *s = malloc(3 * ups + strlen(rest) + 1);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < ups; i++) strcat(s, "../");
+    strcat(s, rest);
+    return s;
+}
+
+/* "size:hash" of a file, as jnd.classifier_hashes stores it. */
+static int file_key(const char *path, char *out, size_t cap) {
+    uint64_t h, sz;
+    int rc = dj_file_fnv1a64(path, &h, &sz);
+    if (!rc) snprintf(out, cap, "%llu:%016llx", (unsigned long long)sz, (unsigned long long)h);
+    return rc;
+}
+
+/* Item k of a comma separated list into out; 0 if there is one. */
+static int list_item(const char *list, int k, char *out, size_t cap) {
+    for (int i = 0; list && i < k; i++)
+        if ((list = strchr(list, ','))) list++;
+    if (!list) return -1;
+    size_t n = strcspn(list, ",");
+    if (n >= cap) return -1;
+    memcpy(out, list, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int list_count(const char *list) {
+    int n = 1;
+    for (; *list; list++) n += *list == ',';
+    return n;
+}
+
+/* Resolves m->classifiers[] (names as stored) to the files they mean, and
+ * checks each existing one against its recorded hash. A missing file is
+ * left for the classifier loader to report by name: callers may pass
+ * classifiers of their own instead. */
+static int resolve_classifiers(const char *path, dj_st_file *f, dj_jnd_model *m) {
+    const char *hashes = dj_st_metadata(f, "jnd.classifier_hashes");
+    /* Files the C trainer wrote before jnd.classifier_hashes existed record
+     * the same list under the recipe's key. */
+    if (!hashes) {
+        const char *files = dj_st_metadata(f, "jnd.train.classifier_files");
+        const char *names = dj_st_metadata(f, "jnd.classifiers");
+        if (files && names && !strcmp(files, names)) hashes = dj_st_metadata(f, "jnd.train.classifier_hashes");
+    }
+    if (hashes && list_count(hashes) != m->nclassifiers)
+        return dj_error(DJ_EFORMAT, "%s: jnd.classifier_hashes has %d entries for %d classifiers", path,
+                        list_count(hashes), m->nclassifiers);
+    for (int k = 0; k < m->nclassifiers; k++) {
+        char *file = resolve_classifier(path, m->classifiers[k]);
+        if (!file) return dj_error(DJ_ENOMEM, "jnd model load: out of memory");
+        free(m->classifiers[k]);
+        m->classifiers[k] = file;
+        char want[64], got[64];
+        if (!hashes || !is_file(file)) continue;
+        if (list_item(hashes, k, want, sizeof want))
+            return dj_error(DJ_EFORMAT, "%s: jnd.classifier_hashes entry %d is malformed", path, k + 1);
+        int rc = file_key(file, got, sizeof got);
+        if (rc) return rc;
+        if (strcmp(want, got))
+            return dj_error(DJ_EFORMAT,
+                            "%s: does not match the classifier the JND model was trained with (size:hash %s != %s "
+                            "recorded in %s)",
+                            file, got, want, path);
+    }
+    return DJ_OK;
+}
+
 /* ------------------------------------------------------------- model file */
 
 void dj_jnd_model_free(dj_jnd_model *m) {
@@ -160,23 +304,37 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
     snprintf(iw, sizeof iw, "%d", info->w);
     snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", info->norm.mean[0], info->norm.mean[1], info->norm.mean[2]);
     snprintf(sd, sizeof sd, "%.9g,%.9g,%.9g", info->norm.std[0], info->norm.std[1], info->norm.std[2]);
+    /* Classifiers by their path relative to the model's folder (see
+     * resolve_classifier), each with its size and hash. */
+    char *rel[DJ_JND_MAX_CLASSIFIERS] = {0};
+    char hashes[DJ_JND_MAX_CLASSIFIERS * 48 + 1] = "";
     size_t len = 1;
-    for (int k = 0; k < info->nclassifiers; k++) {
-        if (!info->classifiers[k] || strchr(info->classifiers[k], ','))
-            return dj_error(DJ_EINVAL, "jnd model save: classifier name %d is empty or holds a comma", k + 1);
-        len += strlen(info->classifiers[k]) + 1;
+    int rc = DJ_OK;
+    for (int k = 0; k < info->nclassifiers && !rc; k++) {
+        char key[48];
+        if (!info->classifiers[k] || !*info->classifiers[k] || strchr(info->classifiers[k], ','))
+            rc = dj_error(DJ_EINVAL, "jnd model save: classifier name %d is empty or holds a comma", k + 1);
+        else if (!(rel[k] = relative_name(path, info->classifiers[k])))
+            rc = dj_error(DJ_ENOMEM, "jnd model save: out of memory");
+        else if (!(rc = file_key(info->classifiers[k], key, sizeof key))) {
+            len += strlen(rel[k]) + 1;
+            snprintf(hashes + strlen(hashes), sizeof hashes - strlen(hashes), "%s%s", k ? "," : "", key);
+        }
     }
-    char *names = malloc(len);
-    dj_kv *meta = malloc(((size_t)nextra + 13) * sizeof *meta);
-    if (!names || !meta) {
+    char *names = rc ? NULL : malloc(len);
+    dj_kv *meta = rc ? NULL : malloc(((size_t)nextra + 14) * sizeof *meta);
+    if (!rc && (!names || !meta)) rc = dj_error(DJ_ENOMEM, "jnd model save: out of memory");
+    if (rc) {
+        for (int k = 0; k < info->nclassifiers; k++) free(rel[k]);
         free(names);
         free(meta);
-        return dj_error(DJ_ENOMEM, "jnd model save: out of memory");
+        return rc;
     }
     names[0] = '\0';
     for (int k = 0; k < info->nclassifiers; k++) {
         if (k) strcat(names, ",");
-        strcat(names, info->classifiers[k]);
+        strcat(names, rel[k]);
+        free(rel[k]);
     }
     int n = 0;
     meta[n++] = (dj_kv){"jnd.width", width};
@@ -187,12 +345,13 @@ int dj_jnd_model_save(const dj_graph *ed, const char *path, const dj_jnd_model_i
     meta[n++] = (dj_kv){"jnd.alpha", alpha};
     meta[n++] = (dj_kv){"jnd.beta", beta};
     meta[n++] = (dj_kv){"jnd.classifiers", names};
+    meta[n++] = (dj_kv){"jnd.classifier_hashes", hashes};
     meta[n++] = (dj_kv){"jnd.input_h", ih};
     meta[n++] = (dj_kv){"jnd.input_w", iw};
     meta[n++] = (dj_kv){"norm.mean", mean};
     meta[n++] = (dj_kv){"norm.std", sd};
     for (int i = 0; i < nextra; i++) meta[n++] = extra[i];
-    int rc = dj_weights_save(ed, path, ED_ARCH, meta, n);
+    rc = dj_weights_save(ed, path, ED_ARCH, meta, n);
     free(names);
     free(meta);
     return rc;
@@ -258,6 +417,7 @@ int dj_jnd_model_load(const char *path, dj_jnd_model *m) {
         s += len;
         if (*s == ',') s++;
     }
+    if ((rc = resolve_classifiers(path, f, m))) goto fail;
     dj_rng rng;
     dj_rng_seed(&rng, 0);
     if ((rc = dj_model_jnd_ed(&m->ed, &m->ed_cfg, m->h, m->w, &rng))) {

@@ -274,8 +274,8 @@ int dj_jnd_step_eval(dj_jnd_step *s, const dj_tensor *x, const dj_tensor *c, con
 
 /* ============================================================== presets */
 
-static const char *const default_classifiers[] = {"models/alexnet.safetensors", "models/vgg11bn.safetensors",
-                                                  "models/resnet20.safetensors", "models/densenet40bc.safetensors",
+static const char *const default_classifiers[] = {"models/alexnet_v1.0.safetensors", "models/vgg11bn_v1.0.safetensors",
+                                                  "models/resnet20_v1.0.safetensors", "models/densenet40bc_v1.0.safetensors",
                                                   NULL};
 
 const char *const *dj_jnd_default_classifiers(void) { return default_classifiers; }

@@ -468,7 +468,8 @@ def save_ed_file(path, ed, init_meta, args, cfg, epoch, train_stats):
     trainer's keys where they mean the same, jnd.train.trainer naming this script), and the
     jnd.final.* keys of the C trainer, which this script does not compute, are dropped."""
     meta = {k: v for k, v in (init_meta or {}).items()
-            if not k.startswith("jnd.train.") and not k.startswith("jnd.final.")}
+            if not k.startswith("jnd.train.") and not k.startswith("jnd.final.")
+            and k not in ("jnd.classifier_hashes", "dmvjnd.model_version")}  # the --init file's, not this run's
     files = ",".join(p for p in args.classifiers.split(",") if p)
     width = float((init_meta or {}).get("jnd.width", args.width))
     slope = float((init_meta or {}).get("jnd.slope", args.slope))

@@ -3,7 +3,7 @@
 scaling e down on those images alone reach a training RCA of 99.5%? (docs/method.md, "The margin
 input".)
 
-    build/dmvjnd generate --model models/jnd.safetensors --split train --limit 10000 --out runs/gen-train
+    build/dmvjnd generate --model models/jnd_v1.0.safetensors --split train --limit 10000 --out runs/gen-train
     python3 tools/torch/margin_study.py --gen runs/gen-train --limit 10000 [--rules]
 
 For each image it computes the margin as dj_jnd_margin_update does (the smallest over the

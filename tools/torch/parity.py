@@ -114,7 +114,7 @@ def check_shipped(d, modeldir, report):
         if not os.path.exists(io_path):
             continue
         found += 1
-        tensors, meta = models.read_safetensors(os.path.join(modeldir, name + ".safetensors"))
+        tensors, meta = models.read_safetensors(os.path.join(modeldir, name + "_v1.0.safetensors"))
         io, _ = models.read_safetensors(io_path)
         model = models.build(name, io["logits"].shape[1])
         model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
