@@ -15,6 +15,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "default_models.h"
 #include "dmvjnd/compress.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
@@ -197,14 +198,14 @@ int cmd_compress(int argc, char **argv) {
     int rc = cli_take_repeated(CMD, &argc, argv, "png", 1, &pngs, &npng);
     if (!rc) rc = cli_take_repeated(CMD, &argc, argv, "classifier", 0, &cls, &ncls);
     if (rc) return rc;
-    const char *model = "models/jnd.safetensors", *cifar = NULL, *split = NULL, *out = NULL, *codec_s = "jpeg";
+    const char *model = NULL, *cifar = NULL, *split = NULL, *out = NULL, *codec_s = "jpeg";
     const char *methods_s = NULL, *grid_s = NULL, *method1 = NULL, *hvs_scale = "matched", *target = "codec";
     const char *criterion = "share";
     int offset = 0, limit = 1000, json = 0, batch = 500, threads = 0, help = 0, quality1 = 0, save_all = 0;
     int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5;
     double strength = 1.0, tau = -1, sigma = 1.0;
     cli_opt opts[] = {
-        {"model", OPT_STRING, &model, "DMV-JND model file (default models/jnd.safetensors)", 1, 0},
+        {"model", OPT_STRING, &model, "DMV-JND model file (default: the shipped jnd_v1.0.safetensors)", 1, 0},
         {"cifar", OPT_STRING, &cifar, "CIFAR-10 folder (default folder when only --split is given)", 1, 0},
         {"split", OPT_STRING, &split, "test or train (default test)", 1, 0},
         {"offset", OPT_INT, &offset, "first record (default 0)", 0, 49999},
@@ -329,6 +330,8 @@ int cmd_compress(int argc, char **argv) {
         goto done_m;
     }
     dj_set_num_threads(threads);
+    if (!model && (rc = cli_default_jnd_model(CMD, &model))) goto done_m;
+    rc = EXIT_USAGE;
     double t0 = dj_now();
     int st = cli_prepare_out_dir(out);
     if (st) {

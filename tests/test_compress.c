@@ -23,11 +23,13 @@
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_generate.h"
+#include "dmvjnd/model_find.h"
 #include "io/json.h"
 
 static char tmpdir[] = "/tmp/dj_test_compress.XXXXXX";
 static char bin[4096];
 static int have_data;
+static char jnd_model[4096];
 
 /* A textured test image: gradients, a disc and a checkerboard corner. */
 static void test_image(uint8_t *rgb, int h, int w) {
@@ -406,17 +408,11 @@ static int classify_csv(const char *models, const char *pngs, int n, int nm, int
 }
 
 static void test_cli_cifar(void) {
-    if (!have_data) {
-        printf("SKIP test_cli_cifar: CIFAR-10 not found (set DMVJND_DATA)\n");
-        return;
-    }
-    if (system("command -v djpeg > /dev/null")) {
-        printf("SKIP test_cli_cifar: djpeg is not installed\n");
-        return;
-    }
+    if (!have_data) SKIP("CIFAR-10 not found (set DMVJND_DATA)");
+    if (system("command -v djpeg > /dev/null")) SKIP("djpeg is not installed");
     enum { N = 20 };
     dj_jnd_generator *gen = NULL;
-    CHECK_OK(dj_jnd_generator_create(&gen, "models/jnd.safetensors", NULL, 0));
+    CHECK_OK(dj_jnd_generator_create(&gen, jnd_model, NULL, 0));
     if (!gen) return;
     const int K = dj_jnd_generator_count(gen);
     /* the last of the four again as an "extra" classifier: its extra RCA
@@ -526,12 +522,12 @@ int main(void) {
     RUN(test_criterion);
     RUN(test_guard_search);
     RUN(test_summarise);
-    if (access(bin, X_OK) == 0 && access("models/jnd.safetensors", R_OK) == 0) {
+    if (access(bin, X_OK) == 0 && dj_model_find(DJ_MODEL_JND, jnd_model, sizeof jnd_model) == 0) {
         RUN(test_cli_bad_input);
         RUN(test_cli_single);
         RUN(test_cli_cifar);
     } else {
-        printf("SKIP CLI checks: %s or models/jnd.safetensors missing (run from the repository root)\n", bin);
+        printf("SKIP CLI checks: %s or the shipped %s missing\n", bin, DJ_MODEL_JND);
     }
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
