@@ -10,5 +10,6 @@ int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
 
 #endif

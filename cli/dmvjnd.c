@@ -22,6 +22,7 @@ static const command commands[] = {
     {"train", cmd_train, "train the DMV-JND network (presets paper/fast, CSV, plots, checkpoints, resume)"},
     {"generate", cmd_generate, "the JND image e and the stored x + e of CIFAR-10 records or PNG files"},
     {"eval", cmd_eval, "RCA, PSNR, WGN and homogeneity tests of a DMV-JND model (Markdown, JSON, montage)"},
+    {"compress", cmd_compress, "JND-guided JPEG/WebP coding for machines: bits vs relative accuracy (RCA)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,22 @@
+/* What the compression files share inside the library. */
+#ifndef DMVJND_COMPRESS_IMPL_H
+#define DMVJND_COMPRESS_IMPL_H
+
+#include "dmvjnd/compress.h"
+
+/* Labels (K per image, labels[j*K + k]) of images idx[j] coded at quality
+ * q[j] by the caller's method: how guard sees a candidate. */
+typedef int (*dj_compress_labels_fn)(void *user, int n, const int *idx, const int *q, int32_t *labels);
+
+/* Guard: for each image i, the coarsest ladder quality whose image coded
+ * by `labels_of` (jnd-rate's coding: suppression within s*b for JPEG) keeps
+ * every checked label (the first `check` of each image's ref labels, K per
+ * image).
+ * Starts at ladder index start[i]: where labels are kept it walks down until
+ * a quality loses one (and takes the last that kept them), else up until one
+ * keeps them; none does: 100, fallback[i] = 1. Each round asks labels_of
+ * for every image still searching at once. q[i] gets the quality. */
+int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nl,
+                      const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback);
+
+#endif
