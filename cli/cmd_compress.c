@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,13 +16,13 @@
 #include "args.h"
 #include "commands.h"
 #include "default_models.h"
+#include "dmvjnd/bench.h"
 #include "dmvjnd/compress.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/fileio.h"
 #include "dmvjnd/image.h"
 #include "inputs.h"
-#include "util/progress.h"
-#include "util/timer.h"
+#include "progress.h"
 
 extern char **environ;
 
@@ -187,9 +187,11 @@ static int parse_grid(const char *s, int *q, int *n) {
     return *n ? EXIT_OK : EXIT_USAGE;
 }
 
-static size_t peak_rss(void) {
-    struct rusage u;
-    return getrusage(RUSAGE_SELF, &u) ? 0 : (size_t)u.ru_maxrss * 1024;
+/* Wall-clock seconds (monotonic). */
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 int cmd_compress(int argc, char **argv) {
@@ -332,7 +334,7 @@ int cmd_compress(int argc, char **argv) {
     dj_set_num_threads(threads);
     if (!model && (rc = cli_default_jnd_model(CMD, &model))) goto done_m;
     rc = EXIT_USAGE;
-    double t0 = dj_now();
+    double t0 = now_s();
     int st = cli_prepare_out_dir(out);
     if (st) {
         rc = cli_fail(CMD, st);
@@ -378,7 +380,7 @@ int cmd_compress(int argc, char **argv) {
     dj_classifier *extra = ncls ? calloc((size_t)ncls, sizeof *extra) : NULL;
     if (!st && ncls && !extra) st = dj_error(DJ_ENOMEM, "out of memory");
     for (int k = 0; !st && k < ncls; k++) {
-        if (!(st = dj_classifier_load(&extra[k], cls[k], 1))) mach.nextra = k + 1;
+        if (!(st = dj_classifier_load(cls[k], 1, &extra[k]))) mach.nextra = k + 1;
     }
     mach.extra = extra;
     for (int i = 0; !st && ncls && i < N; i++)
@@ -409,7 +411,7 @@ int cmd_compress(int argc, char **argv) {
             snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
         }
         if (!(st = dj_compress_csv(&res, &csv)) && !(st = dj_compress_markdown(&res, npng ? NULL : cmdline, &md)))
-            st = dj_compress_json(&res, dj_now() - t0, peak_rss(), &js);
+            st = dj_compress_json(&res, now_s() - t0, dj_peak_rss_bytes(), &js);
         if (!st) st = write_text(out, "results.csv", csv);
         if (!st) st = write_text(out, "report.md", md);
         if (!st) st = write_text(out, "report.json", js);

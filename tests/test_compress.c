@@ -24,7 +24,7 @@
 #include "dmvjnd/image.h"
 #include "dmvjnd/jnd_generate.h"
 #include "dmvjnd/model_find.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 static char tmpdir[] = "/tmp/dj_test_compress.XXXXXX";
 static char bin[4096];

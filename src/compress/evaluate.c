@@ -114,7 +114,8 @@ static int prepare_ladder(ctx *c, int kind) {
  * guard, which code plain at q_i), each prefilter, each suppression budget. */
 static int coding_key(const dj_compress_config *cfg, const dj_compress_method *m) {
     switch (m->use) {
-    case DJ_USE_PLAIN: return 0;
+    case DJ_USE_PLAIN:
+    case DJ_USE_GUARD: return 0; /* guard codes plain: it shares plain's codings */
     case DJ_USE_PREFILTER: return 10 + m->budget;
     default: return cfg->codec == DJ_CODEC_JPEG ? 20 + m->budget : 0;
     }

@@ -20,7 +20,7 @@ static const dj_compress_method methods[] = {
     {"jnd-rate", DJ_BUDGET_JND, DJ_USE_RATE, "coarsest quality <= q meeting the criterion on s*b_jnd, + quant"},
     {"hvs-rate", DJ_BUDGET_HVS, DJ_USE_RATE, "the same on s*b_hvs"},
     {"flat-rate", DJ_BUDGET_FLAT, DJ_USE_RATE, "the same on the uniform budget"},
-    {"guard", DJ_BUDGET_JND, DJ_USE_GUARD, "coarsest quality keeping the four classifiers' labels (known machines)"},
+    {"guard", DJ_BUDGET_JND, DJ_USE_GUARD, "coarsest plain quality keeping the four classifiers' labels (known machines)"},
 };
 
 int dj_compress_method_count(void) { return (int)(sizeof methods / sizeof *methods); }
@@ -171,7 +171,9 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
     const size_t n = (size_t)h * w * 3;
     int rc = DJ_OK;
     switch (m->use) {
-    case DJ_USE_PLAIN: return encode_plain(cfg->codec, rgb, h, w, quality, out);
+    case DJ_USE_PLAIN:
+    case DJ_USE_GUARD: /* plain coding: suppression would spend the label margin guard searches for */
+        return encode_plain(cfg->codec, rgb, h, w, quality, out);
     case DJ_USE_PREFILTER: {
         uint8_t *t = malloc(n), *y = malloc(n);
         rc = t && y ? prefilter_target(cfg, rgb, h, w, quality, t) : dj_error(DJ_ENOMEM, "compress: out of memory");
@@ -182,8 +184,7 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
         return rc;
     }
     case DJ_USE_QUANT:
-    case DJ_USE_RATE:
-    case DJ_USE_GUARD: {
+    case DJ_USE_RATE: {
         if (cfg->codec != DJ_CODEC_JPEG) return encode_plain(cfg->codec, rgb, h, w, quality, out);
         float *sb = scaled_budget(budget, n, cfg->strength);
         if (!sb) return dj_error(DJ_ENOMEM, "compress: out of memory");

@@ -11,7 +11,7 @@
 #include "dmvjnd/compress.h"
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/image.h"
-#include "io/json.h"
+#include "dmvjnd/json.h"
 
 static int cmp_rate(const void *a, const void *b) {
     const dj_rd_point *x = a, *y = b;
