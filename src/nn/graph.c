@@ -1,6 +1,7 @@
 /*
  * Graph of layers: building, parameter layout, the activation arena, the
- * forward and backward passes, and freezing (BN folding + ReLU fusion).
+ * forward and backward passes (freezing, BN folding + ReLU fusion, is in
+ * graph_freeze.c; the types both share are in graph_impl.h).
  *
  * Nodes are stored in build order, which is a topological order, so forward
  * walks them front to back and backward back to front. Each node's output
@@ -14,61 +15,11 @@
 
 #include "dmvjnd/core.h"
 #include "dmvjnd/graph.h"
+#include "nn/graph_impl.h"
 #include "util/timer.h"
-
-enum node_kind { N_INPUT, N_CONV, N_BN, N_ACT, N_MAXPOOL, N_AVGPOOL, N_GAP, N_LINEAR, N_DROPOUT, N_ADD, N_CONCAT };
 
 static const char *kind_names[] = {"input",   "conv", "batchnorm", "activation", "maxpool", "avgpool",
                                    "gap",     "linear", "dropout", "add",        "concat"};
-
-typedef struct node {
-    int kind;
-    int *in;
-    int nin;
-    int h, w, c;       /* output shape of one image */
-    int consumers;     /* how many nodes read this output */
-    int p_w, p_b;      /* parameter indices (weight/gamma, bias/beta), -1 if none */
-    int p_rm, p_rv;    /* BN running statistics */
-    dj_conv *conv;
-    dj_conv_desc cd;
-    dj_pool_desc pd;
-    int relu;          /* BN / add: fused ReLU */
-    int act_kind;
-    float slope, drop_p, momentum, eps;
-    int in_features;   /* linear */
-    /* frozen */
-    int skip;          /* folded into its input node; shares its buffers */
-    float *fw, *fb;    /* folded conv weights and bias */
-    /* arena views for the current batch */
-    dj_tensor y, dy;
-    float *save_mean, *save_invstd;
-    int32_t *argmax;
-    uint8_t *mask;
-} node;
-
-typedef struct param_spec {
-    dj_param p;
-    size_t offset;
-} param_spec;
-
-struct dj_graph {
-    node *nodes;
-    int num_nodes, cap_nodes;
-    param_spec *params;
-    int num_params, cap_params;
-    float *param_data, *grad_data;
-    size_t param_total, trainable_total;
-    int finalized, frozen;
-    /* arena */
-    void *arena;
-    int arena_n;        /* batch capacity of the arena */
-    int batch;          /* batch of the last forward */
-    int last_train;     /* mode of the last forward */
-    unsigned char *written; /* per node: gradient buffer holds a value */
-    int profiling;
-    double prof[2][16]; /* seconds per node kind: [0] forward, [1] backward */
-    long prof_calls[2];
-};
 
 /* ------------------------------------------------------------- building */
 
@@ -558,7 +509,6 @@ static int arena_layout(dj_graph *g, int batch) {
 
 /* --------------------------------------------------------------- forward */
 
-static float *pdata(dj_graph *g, int idx) { return idx >= 0 ? g->params[idx].p.data : NULL; }
 static float *pgrad(dj_graph *g, int idx) { return idx >= 0 ? g->params[idx].p.grad : NULL; }
 
 static int forward_node(dj_graph *g, node *n, int train, dj_rng *rng) {
@@ -622,11 +572,6 @@ int dj_graph_forward(dj_graph *g, const dj_tensor *x, int train, dj_rng *rng, co
 
 /* -------------------------------------------------------------- backward */
 
-/* The node whose buffers a (possibly folded) node uses. */
-static int owner(const dj_graph *g, int id) {
-    while (g->nodes[id].skip) id = g->nodes[id].in[0];
-    return id;
-}
 
 /* dy = dy * (y > 0): the ReLU fused into a node's forward. */
 static void relu_mask(dj_tensor *dy, const dj_tensor *y) {
@@ -740,85 +685,6 @@ int dj_graph_backward(dj_graph *g, const dj_tensor *dout, dj_tensor *dx) {
         else
             memset(dx->data, 0, dj_tensor_numel(dx) * sizeof(float));
     }
-    return DJ_OK;
-}
-
-/* ---------------------------------------------------------------- freeze */
-
-/* Recreate a conv node's primitive as frozen with folded bias and optional
- * fused ReLU. */
-static int refreeze_conv(node *n, int relu) {
-    dj_conv_desc d = n->cd;
-    d.bias = 1;
-    d.frozen = 1;
-    d.post_relu = relu;
-    dj_conv *c;
-    int rc = dj_conv_create(&c, &d);
-    if (rc) return rc;
-    dj_conv_destroy(n->conv);
-    n->conv = c;
-    n->cd = d;
-    return DJ_OK;
-}
-
-int dj_graph_freeze(dj_graph *g) {
-    if (!g->finalized) return dj_error(DJ_EINVAL, "graph: freeze before finalize");
-    if (g->frozen) return DJ_OK;
-    /* Folded copies of every conv's weights (BN folded where one follows). */
-    for (int i = 1; i < g->num_nodes; i++) {
-        node *n = &g->nodes[i];
-        if (n->kind != N_CONV) continue;
-        const dj_param *w = &g->params[n->p_w].p;
-        n->fw = dj_malloc(w->count * sizeof(float));
-        n->fb = dj_calloc((size_t)n->c * sizeof(float));
-        if (!n->fw || !n->fb) return dj_error(DJ_ENOMEM, "graph: out of memory freezing");
-        memcpy(n->fw, w->data, w->count * sizeof(float));
-        if (n->p_b >= 0) memcpy(n->fb, pdata(g, n->p_b), (size_t)n->c * sizeof(float));
-    }
-    for (int i = 1; i < g->num_nodes; i++) {
-        node *n = &g->nodes[i];
-        int src = n->nin ? n->in[0] : -1;
-        if (n->kind == N_BN && g->nodes[src].kind == N_CONV && g->nodes[src].consumers == 1 &&
-            !g->nodes[src].skip) {
-            node *c = &g->nodes[src];
-            const float *gamma = pdata(g, n->p_w), *beta = pdata(g, n->p_b);
-            const float *rm = pdata(g, n->p_rm), *rv = pdata(g, n->p_rv);
-            int cout = c->cd.cout, cin = c->cd.cin, kk = c->cd.k * c->cd.k;
-            for (int o = 0; o < cout; o++) {
-                float s = gamma[o] / sqrtf(rv[o] + n->eps);
-                c->fb[o] = beta[o] + (c->fb[o] - rm[o]) * s;
-                for (int ci = 0; ci < cin; ci++) {
-                    /* OIHW for conv, IOHW for transposed conv. */
-                    float *wp = c->cd.transposed ? c->fw + ((size_t)ci * cout + o) * kk
-                                                 : c->fw + ((size_t)o * cin + ci) * kk;
-                    for (int j = 0; j < kk; j++) wp[j] *= s;
-                }
-            }
-            c->relu = n->relu;
-            n->skip = 1;
-        } else if (n->kind == N_ACT && n->act_kind == DJ_ACT_RELU) {
-            /* Fuse into a conv (possibly through a folded BN) whose output
-             * only this node reads. */
-            int o = owner(g, src);
-            node *c = &g->nodes[o];
-            int single = g->nodes[src].consumers == 1 && (src == o || c->consumers == 1);
-            if (c->kind == N_CONV && single && !c->relu) {
-                c->relu = 1;
-                n->skip = 1;
-            }
-        }
-    }
-    for (int i = 1; i < g->num_nodes; i++) {
-        node *n = &g->nodes[i];
-        if (n->kind != N_CONV) continue;
-        int rc = refreeze_conv(n, n->relu);
-        if (rc) return dj_error(rc, "graph: freezing node %d: %s", i, dj_last_error());
-    }
-    g->frozen = 1;
-    g->arena_n = 0; /* aliases changed: lay the arena out again */
-    dj_free(g->arena);
-    g->arena = NULL;
-    g->batch = 0;
     return DJ_OK;
 }
 
