@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "dmvjnd/core.h"
-#include "model_dir.h" /* DJ_MODEL_DIR, generated into $(BUILD)/gen */
+#ifndef DJ_MODEL_DIR
+#include "model_dir.h" /* DJ_MODEL_DIR, generated into $(BUILD)/gen by the Makefile */
+#endif
 
 const char *const dj_model_classifier_names[DJ_MODEL_CLASSIFIERS] = {DJ_MODEL_ALEXNET, DJ_MODEL_VGG11BN,
                                                                      DJ_MODEL_RESNET20, DJ_MODEL_DENSENET40BC};

@@ -30,7 +30,9 @@ NAMES=${*:-$ALL}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-BASE="-std=c11 -g -O1 -Iinclude -Isrc -D_GNU_SOURCE -w"
+# DJ_MODEL_DIR: the installed-models folder the Makefile generates into
+# build/gen/model_dir.h; the harnesses are built without the Makefile.
+BASE="-std=c11 -g -O1 -Iinclude -Isrc -D_GNU_SOURCE -w -DDJ_MODEL_DIR=\"/nonexistent/dmvjnd/models\""
 COV_FULL="-fsanitize=fuzzer-no-link"
 # cifar10 and png: comparison tracing in the pixel loops costs 4x the
 # speed and buys nothing (the formats' decisions are a few constants).
@@ -61,7 +63,7 @@ build() {
     cifar10) variant=lite; srcs=(src/io/cifar10.c src/core/error.c src/core/tensor.c src/util/rng.c) ;;
     png) variant=lite; srcs=(src/io/png.c src/util/fileio.c src/core/error.c src/core/tensor.c); link="-lpng -lz" ;;
     cli) variant=full; srcs=($(ls src/*/*.c cli/*.c | grep -v -E "$COMPUTE|^cli/dmvjnd.c$"))
-         link="-Wl,--wrap=dj_cifar10_load -Wl,--wrap=dj_bench_run -ldnnl -lpng -lz -lgomp" ;;
+         link="-Wl,--wrap=dj_cifar10_load -Wl,--wrap=dj_bench_run -ldnnl -lpng -ljpeg -lwebp -lz -lgomp" ;;
     jpeg) variant=lite; srcs=(src/codec/jpeg.c src/codec/suppress.c src/core/error.c); link="-ljpeg -lpthread" ;;
     webp) variant=lite; srcs=(src/codec/webp.c src/codec/jpeg.c src/core/error.c); link="-lwebp -ljpeg" ;;
     *) echo "fuzz: unknown harness '$name' (have: $ALL)"; return 2 ;;
