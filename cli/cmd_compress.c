@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,12 +186,6 @@ static int parse_grid(const char *s, int *q, int *n) {
     return *n ? EXIT_OK : EXIT_USAGE;
 }
 
-/* Wall-clock seconds (monotonic). */
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int cmd_compress(int argc, char **argv) {
     const char **pngs = NULL, **cls = NULL;
@@ -334,7 +327,7 @@ int cmd_compress(int argc, char **argv) {
     dj_set_num_threads(threads);
     if (!model && (rc = cli_default_jnd_model(CMD, &model))) goto done_m;
     rc = EXIT_USAGE;
-    double t0 = now_s();
+    double t0 = dj_progress_now();
     int st = cli_prepare_out_dir(out);
     if (st) {
         rc = cli_fail(CMD, st);
@@ -411,7 +404,7 @@ int cmd_compress(int argc, char **argv) {
             snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
         }
         if (!(st = dj_compress_csv(&res, &csv)) && !(st = dj_compress_markdown(&res, npng ? NULL : cmdline, &md)))
-            st = dj_compress_json(&res, now_s() - t0, dj_peak_rss_bytes(), &js);
+            st = dj_compress_json(&res, dj_progress_now() - t0, dj_peak_rss_bytes(), &js);
         if (!st) st = write_text(out, "results.csv", csv);
         if (!st) st = write_text(out, "report.md", md);
         if (!st) st = write_text(out, "report.json", js);

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 /* Monotonic wall-clock time in seconds. */
-static double monotonic_s(void) {
+double dj_progress_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -25,7 +25,7 @@ void dj_progress_init(dj_progress *p, FILE *f, double interval) {
 
 void dj_progress_update(dj_progress *p, int force, const char *fmt, ...) {
     if (!p->f) return;
-    double now = monotonic_s();
+    double now = dj_progress_now();
     double every = p->tty ? p->tty_interval : p->interval;
     if (!force && p->last >= 0 && now - p->last < every) return;
     char line[512];

@@ -22,6 +22,9 @@ typedef struct dj_progress {
 
 /* Set up for f (usually stderr); tty is detected with isatty(fileno(f)).
  * interval <= 0 means 30 seconds. */
+/* Monotonic wall-clock time in seconds (what the progress line's rates use). */
+double dj_progress_now(void);
+
 void dj_progress_init(dj_progress *p, FILE *f, double interval);
 
 /* Show a new state of the line (printf format, no newline). Printed only

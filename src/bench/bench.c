@@ -103,25 +103,13 @@ static int time_runs(const dj_bench_config *cfg, bench_state *s, int (*step)(ben
     return DJ_OK;
 }
 
+/* SGD with the classifiers' training settings (momentum 0.9, weight decay
+ * 5e-4) over the graph's trainable parameters. */
 static int make_optim(dj_graph *g, dj_optim **opt) {
-    int np = dj_graph_num_params(g), k = 0;
-    dj_param_ref *refs = calloc((size_t)np, sizeof *refs);
-    if (!refs) return dj_error(DJ_ENOMEM, "bench: out of memory");
-    for (int i = 0; i < np; i++) {
-        const dj_param *p = dj_graph_param(g, i);
-        if (!p->trainable) continue;
-        refs[k].w = p->data;
-        refs[k].g = p->grad;
-        refs[k].n = p->count;
-        refs[k].decay = p->decay;
-        k++;
-    }
     dj_optim_config oc = dj_optim_defaults(DJ_OPTIM_SGD);
     oc.momentum = 0.9;
     oc.weight_decay = 5e-4;
-    int rc = dj_optim_create(opt, &oc, refs, (size_t)k);
-    free(refs);
-    return rc;
+    return dj_graph_make_optim(g, &oc, opt);
 }
 
 /* The JND training step: E-D + Adam (the paper's lr 1e-5, weight decay
