@@ -106,6 +106,54 @@ static void test_plain_and_zero_budget(void) {
     CHECK_FAILS(dj_compress_code(&cfg, plain, rgb, h, w, 101, NULL, &a), DJ_EINVAL, "outside 1..100");
 }
 
+/* Error feedback: 0 rounds is plain coding; one round codes
+ * y = x + (x - decoded(x)) clipped, exactly; each round is another file
+ * that decodes near x (the same size, within a few levels of plain's error). */
+static double sse_of(int codec, const dj_coded *c, const uint8_t *x, size_t n) {
+    uint8_t *d = NULL;
+    int h = 0, w = 0;
+    double s = -1;
+    if (dj_compress_decode(codec, c, &d, &h, &w) == DJ_OK)
+        for (size_t p = s = 0; p < n; p++) s += ((double)d[p] - x[p]) * ((double)d[p] - x[p]);
+    free(d);
+    return s;
+}
+
+static void test_feedback(void) {
+    const int h = 40, w = 24;
+    const size_t n = (size_t)h * w * 3;
+    uint8_t rgb[40 * 24 * 3], y[40 * 24 * 3];
+    test_image(rgb, h, w);
+    for (int codec = DJ_CODEC_JPEG; codec <= DJ_CODEC_WEBP; codec++) {
+        const int q = codec == DJ_CODEC_JPEG ? 100 : 90;
+        dj_coded plain = {0}, f0 = {0}, f1 = {0}, f4 = {0}, ref = {0};
+        CHECK_OK(codec == DJ_CODEC_JPEG ? dj_jpeg_encode(rgb, h, w, q, &plain) : dj_webp_encode(rgb, h, w, q, &plain));
+        CHECK_OK(dj_compress_code_feedback(codec, rgb, h, w, q, 0, &f0));
+        CHECK(f0.size == plain.size && !memcmp(f0.data, plain.data, plain.size));
+        uint8_t *d = NULL;
+        int dh, dw;
+        CHECK_OK(dj_compress_decode(codec, &plain, &d, &dh, &dw));
+        for (size_t p = 0; d && p < n; p++) {
+            int v = 2 * rgb[p] - d[p];
+            y[p] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        CHECK_OK(codec == DJ_CODEC_JPEG ? dj_jpeg_encode(y, h, w, q, &ref) : dj_webp_encode(y, h, w, q, &ref));
+        CHECK_OK(dj_compress_code_feedback(codec, rgb, h, w, q, 1, &f1));
+        CHECK(f1.size == ref.size && f1.size > 0 && !memcmp(f1.data, ref.data, ref.size));
+        CHECK_OK(dj_compress_code_feedback(codec, rgb, h, w, q, 4, &f4));
+        double s0 = sse_of(codec, &plain, rgb, n), s4 = sse_of(codec, &f4, rgb, n);
+        CHECK(s0 > 0 && s4 > 0 && s4 < 4 * s0); /* measured: 2.4x (JPEG q100) and 0.9x (WebP q90) */
+        CHECK(f4.size != plain.size || memcmp(f4.data, plain.data, plain.size));
+        free(d);
+        dj_coded_free(&plain), dj_coded_free(&f0), dj_coded_free(&f1), dj_coded_free(&f4), dj_coded_free(&ref);
+    }
+    dj_coded c = {0};
+    CHECK_FAILS(dj_compress_code_feedback(DJ_CODEC_JPEG, rgb, h, w, 100, DJ_COMPRESS_MAX_FEEDBACK + 1, &c), DJ_EINVAL,
+                "rounds");
+    CHECK_FAILS(dj_compress_code_feedback(DJ_CODEC_JPEG, rgb, h, w, 0, 1, &c), DJ_EINVAL, "outside 1..100");
+    CHECK(c.data == NULL && c.size == 0);
+}
+
 /* The prefilter never moves a value further than s*b from x (checked on
  * its input to the codec: the codec's output equals coding that input). */
 static void test_prefilter_within_budget(void) {
@@ -182,11 +230,45 @@ static void test_guard_search(void) {
     uint8_t fb[5];
     for (int s = 0; s < n; s += 7) {
         int start[5] = {s, s, s, s, s};
-        CHECK_OK(dj_compress_guard(5, 1, fake_labels, &calls, lad, n, start, ref, 1, q, fb));
+        CHECK_OK(dj_compress_guard(5, 1, fake_labels, &calls, lad, n, n, start, ref, 1, q, fb));
         CHECK(q[0] == 5 && q[1] == 35 && q[2] == 60 && q[3] == 100 && q[4] == 100);
         CHECK(fb[0] == 0 && fb[1] == 0 && fb[2] == 0 && fb[3] == 0 && fb[4] == 1);
     }
     CHECK(calls > 0 && calls <= 3 * (n + 2));
+}
+
+/* Guard when keeping is not monotone in quality: image i keeps its label
+ * only at the candidates in guard_only[i] (0-terminated). The ladder is 5..100
+ * in steps of 5, then three error-feedback candidates 101..103. */
+static const int guard_only[4][4] = {{20, 0}, {102, 103, 0}, {0}, {45, 50, 80, 0}};
+static int only_labels(void *user, int n, const int *idx, const int *q, int32_t *labels) {
+    int *calls = user;
+    ++*calls;
+    for (int j = 0; j < n; j++) {
+        labels[j] = 3;
+        for (const int *o = guard_only[idx[j]]; *o; o++)
+            if (*o == q[j]) labels[j] = 7;
+    }
+    return DJ_OK;
+}
+
+static void test_guard_phases(void) {
+    dj_compress_config cfg = dj_compress_defaults();
+    int lad[DJ_COMPRESS_MAX_LADDER], np = dj_compress_ladder(&cfg, NULL, 0, lad), nl = np;
+    for (int r = 1; r <= 3; r++) lad[nl++] = 100 + r;
+    int32_t ref[4] = {7, 7, 7, 7};
+    int start[4] = {10, 10, 10, 7}, q[4], calls = 0; /* q 55 for the first three, 40 for the last */
+    uint8_t fb[4];
+    CHECK_OK(dj_compress_guard(4, 1, only_labels, &calls, lad, np, nl, start, ref, 1, q, fb));
+    CHECK(q[0] == 20 && fb[0] == 0);  /* nothing from 55 up: the first below it that keeps */
+    CHECK(q[1] == 102 && fb[1] == 0); /* no plain rung: the first extra that keeps */
+    CHECK(q[2] == 100 && fb[2] == 1); /* nothing keeps: plain 100, counted */
+    CHECK(q[3] == 45 && fb[3] == 0);  /* up from 40 to 45, the first that keeps */
+    CHECK(calls <= nl + 2);
+    /* without extras the second image falls back too */
+    CHECK_OK(dj_compress_guard(4, 1, only_labels, &calls, lad, np, np, start, ref, 1, q, fb));
+    CHECK(q[1] == 100 && fb[1] == 1 && q[0] == 20);
+    CHECK(dj_compress_guard(4, 1, only_labels, &calls, lad, 0, np, start, ref, 1, q, fb) == DJ_EINVAL);
 }
 
 /* BD-rate and savings on curves with a known answer: test = 0.8 x plain. */
@@ -521,6 +603,8 @@ int main(void) {
     RUN(test_ladder_and_pick);
     RUN(test_criterion);
     RUN(test_guard_search);
+    RUN(test_guard_phases);
+    RUN(test_feedback);
     RUN(test_summarise);
     if (access(bin, X_OK) == 0 && dj_model_find(DJ_MODEL_JND, jnd_model, sizeof jnd_model) == 0) {
         RUN(test_cli_bad_input);

@@ -104,16 +104,18 @@ int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int 
 
 /* ------------------------------------------------------------ guard */
 
-int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nl,
-                      const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback) {
+int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nplain,
+                      int nl, const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback) {
+    enum { UP = 1, DOWN = -1, BELOW = -2, EXTRA = 2 }; /* dir: where the search goes next */
     const size_t N = (size_t)(n > 0 ? n : 1);
     int *cur = malloc(N * sizeof *cur); /* ladder index to test next, -1: done */
-    int *dir = calloc(N, sizeof *dir);  /* 0 first test, -1 down, +1 up */
+    int *dir = calloc(N, sizeof *dir);  /* 0: first test */
     int *todo = malloc(N * sizeof *todo), *tq = malloc(N * sizeof *tq);
     int32_t *lab = malloc(N * K * sizeof *lab);
     int rc = cur && dir && todo && tq && lab ? DJ_OK : dj_error(DJ_ENOMEM, "compress guard: out of memory");
+    if (!rc && (nplain < 1 || nplain > nl)) rc = dj_error(DJ_EINVAL, "compress guard: %d plain rungs of %d", nplain, nl);
     for (int i = 0; !rc && i < n; i++) {
-        cur[i] = start[i] < 0 ? 0 : start[i] >= nl ? nl - 1 : start[i];
+        cur[i] = start[i] < 0 ? 0 : start[i] >= nplain ? nplain - 1 : start[i];
         q[i] = 100;
         fallback[i] = 0;
     }
@@ -126,18 +128,26 @@ int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user,
         for (int j = 0; j < nt; j++) {
             int i = todo[j], kept = 1;
             for (int k = 0; k < check; k++) kept &= lab[(size_t)j * K + k] == ref[(size_t)i * K + k];
-            if (dir[i] == 0) dir[i] = kept ? -1 : +1;
+            if (dir[i] == 0) dir[i] = kept ? DOWN : UP;
             if (kept) q[i] = ladder[cur[i]];
-            if (dir[i] < 0) { /* walking down from a quality that kept them */
-                if (!kept || cur[i] == 0) cur[i] = -1;
-                else cur[i]--;
-            } else if (kept) { /* walking up: the first that keeps them */
-                cur[i] = -1;
-            } else if (cur[i] == nl - 1) {
-                q[i] = 100, fallback[i] = 1, cur[i] = -1;
-            } else {
-                cur[i]++;
+            int next = -1; /* the ladder index to test next; -1 when the search is over */
+            if (dir[i] == DOWN) { /* walking down from a rung that kept them: the last that keeps */
+                next = kept ? cur[i] - 1 : -1;
+            } else if (kept) { /* every other phase takes the first rung that keeps them */
+                next = -1;
+            } else if (dir[i] == UP && cur[i] + 1 < nplain) {
+                next = cur[i] + 1;
+            } else if (dir[i] == UP || dir[i] == BELOW) {
+                /* nothing from the start up kept them: the rungs below it, finest first, then the extras */
+                int s0 = start[i] < 0 ? 0 : start[i] >= nplain ? nplain - 1 : start[i];
+                if (dir[i] == UP && s0 > 0) dir[i] = BELOW, next = s0 - 1;
+                else if (dir[i] == BELOW && cur[i] > 0) next = cur[i] - 1;
+                else if (nplain < nl) dir[i] = EXTRA, next = nplain;
+            } else if (dir[i] == EXTRA && cur[i] + 1 < nl) {
+                next = cur[i] + 1;
             }
+            if (next < 0 && !kept && dir[i] != DOWN) q[i] = 100, fallback[i] = 1;
+            cur[i] = next;
         }
     }
     free(cur), free(dir), free(todo), free(tq), free(lab);

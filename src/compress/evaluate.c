@@ -142,6 +142,15 @@ static entry *add(ctx *c, icache *ic) {
     return e;
 }
 
+/* One image coded with m at q. Guard's candidates above 100 are its last
+ * resort: quality 100 after q - 100 rounds of error feedback. */
+static int code_one(const ctx *c, const dj_compress_method *m, int i, int q, const float *budget, dj_coded *out) {
+    const dj_compress_images *im = c->im;
+    if (m->use == DJ_USE_GUARD && q > 100)
+        return dj_compress_code_feedback(c->cfg->codec, im->rgb[i], im->h[i], im->w[i], 100, q - 100, out);
+    return dj_compress_code(c->cfg, m, im->rgb[i], im->h[i], im->w[i], q, budget, out);
+}
+
 /* Code, decode, measure and classify images idx[j] at q[j] with m, except
  * those already in the cache; classifier calls take up to cfg->batch
  * images of one size. */
@@ -168,7 +177,7 @@ static int ensure(ctx *c, const dj_compress_method *m, int n, const int *idx, co
             dj_coded cd = {0};
             uint8_t *d = NULL;
             int dh = 0, dw = 0;
-            rc = dj_compress_code(c->cfg, m, im->rgb[i], h, w, q[j], bud ? bud[i] : NULL, &cd);
+            rc = code_one(c, m, i, q[j], bud ? bud[i] : NULL, &cd);
             if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &d, &dh, &dw);
             if (!rc && (dh != h || dw != w))
                 rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
@@ -229,7 +238,8 @@ static int measure(ctx *c, const dj_compress_method *m, const int *qi, dj_compre
         size += (double)e->size;
         pixels += (double)per / 3;
         vals += (double)per;
-        qsum += qi[i];
+        qsum += qi[i] > 100 ? 100 : qi[i]; /* guard's feedback candidates code at 100 */
+        pt->feedback += qi[i] > 100;
         psnr += e->psnr;
         sse += e->sse;
         for (int k = 0; k < K; k++) kept[k] += e->labels[k] == c->ref[(size_t)i * K + k];
@@ -355,9 +365,13 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                     start[i] = 0;
                     while (start[i] < c.nl - 1 && c.ladder[start[i]] < q0) start[i]++;
                 }
+                /* the plain ladder, then quality 100 with 1..guard_feedback rounds of error feedback */
+                int lad[DJ_COMPRESS_MAX_LADDER + DJ_COMPRESS_MAX_FEEDBACK], nl = c.nl;
+                memcpy(lad, c.ladder, (size_t)c.nl * sizeof *lad);
+                for (int r = 1; r <= cfg->guard_feedback; r++) lad[nl++] = 100 + r;
                 c.guard = m;
                 if (!rc)
-                    rc = dj_compress_guard(im->n, c.K, guard_labels, &c, c.ladder, c.nl, start, c.ref,
+                    rc = dj_compress_guard(im->n, c.K, guard_labels, &c, lad, c.nl, nl, start, c.ref,
                                            cfg->guard_all ? c.K : c.K0, qi, fb);
                 for (int i = 0; !rc && i < im->n; i++) pt->fallback += fb[i];
                 free(start);

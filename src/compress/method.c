@@ -69,6 +69,7 @@ dj_compress_config dj_compress_defaults(void) {
     c.tau = 0.05;
     c.ladder_step = 5;
     c.guard_all = 0;
+    c.guard_feedback = 4;
     c.batch = 500;
     return c;
 }
@@ -88,6 +89,9 @@ int dj_compress_config_check(const dj_compress_config *c) {
         return dj_error(DJ_EINVAL, "compress: unknown allocation criterion %d", c->criterion);
     if (!(c->tau >= 0 && c->tau <= 255))
         return dj_error(DJ_EINVAL, "compress: criterion threshold %g is outside [0, 255]", c->tau);
+    if (c->guard_feedback < 0 || c->guard_feedback > DJ_COMPRESS_MAX_FEEDBACK)
+        return dj_error(DJ_EINVAL, "compress: guard feedback %d is outside 0..%d", c->guard_feedback,
+                        DJ_COMPRESS_MAX_FEEDBACK);
     if (c->ladder_step < 1 || c->ladder_step > 100)
         return dj_error(DJ_EINVAL, "compress: ladder step %d is outside 1..100", c->ladder_step);
     if (c->batch < 1) return dj_error(DJ_EINVAL, "compress: batch %d must be positive", c->batch);
@@ -195,4 +199,37 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
     }
     default: return dj_error(DJ_EINTERNAL, "compress: method %s has no coding", m->name);
     }
+}
+
+int dj_compress_code_feedback(int codec, const uint8_t *rgb, int h, int w, int quality, int rounds, dj_coded *out) {
+    memset(out, 0, sizeof *out);
+    if (!rgb || h < 1 || w < 1) return dj_error(DJ_EINVAL, "compress feedback: bad arguments");
+    if (quality < 1 || quality > 100) return dj_error(DJ_EINVAL, "compress: quality %d is outside 1..100", quality);
+    if (rounds < 0 || rounds > DJ_COMPRESS_MAX_FEEDBACK)
+        return dj_error(DJ_EINVAL, "compress feedback: %d rounds is outside 0..%d", rounds, DJ_COMPRESS_MAX_FEEDBACK);
+    const size_t n = (size_t)h * w * 3;
+    float *y = malloc(n * sizeof *y);
+    uint8_t *yq = malloc(n);
+    int rc = y && yq ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
+    for (size_t p = 0; !rc && p < n; p++) y[p] = rgb[p], yq[p] = rgb[p];
+    if (!rc) rc = encode_plain(codec, yq, h, w, quality, out);
+    for (int r = 0; !rc && r < rounds; r++) {
+        uint8_t *d = NULL;
+        int dh = 0, dw = 0;
+        rc = dj_compress_decode(codec, out, &d, &dh, &dw);
+        if (!rc && (dh != h || dw != w))
+            rc = dj_error(DJ_EINTERNAL, "compress feedback: decoded %dx%d, coded %dx%d", dw, dh, w, h);
+        for (size_t p = 0; !rc && p < n; p++) {
+            /* y may leave [0, 255] (the error of a clipped value keeps adding up); bounded so it cannot run away */
+            y[p] = fminf(fmaxf(y[p] + (float)rgb[p] - (float)d[p], -255.f), 510.f);
+            yq[p] = (uint8_t)lrintf(fminf(fmaxf(y[p], 0.f), 255.f));
+        }
+        free(d);
+        dj_coded_free(out);
+        if (!rc) rc = encode_plain(codec, yq, h, w, quality, out);
+    }
+    if (rc) dj_coded_free(out);
+    free(y);
+    free(yq);
+    return rc;
 }
