@@ -197,7 +197,7 @@ int cmd_compress(int argc, char **argv) {
     const char *methods_s = NULL, *grid_s = NULL, *method1 = NULL, *hvs_scale = "matched", *target = "codec";
     const char *criterion = "share";
     int offset = 0, limit = 1000, json = 0, batch = 500, threads = 0, help = 0, quality1 = 0, save_all = 0;
-    int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5, guard_feedback = 4;
+    int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5, guard_feedback = 4, no_guard_lossless = 0;
     double strength = 1.0, tau = -1, sigma = 1.0;
     cli_opt opts[] = {
         {"model", OPT_STRING, &model, "DMV-JND model file (default: the shipped jnd_v1.0.safetensors)", 1, 0},
@@ -217,6 +217,8 @@ int cmd_compress(int argc, char **argv) {
         {"guard-feedback", OPT_INT, &guard_feedback,
          "guard's last resort for images no plain quality keeps: up to N rounds of error feedback at 100 (default 4)", 0,
          DJ_COMPRESS_MAX_FEEDBACK},
+        {"no-guard-lossless", OPT_FLAG, &no_guard_lossless,
+         "WebP: no lossless WebP as guard's very last candidate (then an image nothing keeps is coded at 100)", 0, 0},
         {"hvs-scale", OPT_STRING, &hvs_scale, "matched (hvs budget scaled to the jnd mean, default) or native", 1, 0},
         {"prefilter-target", OPT_STRING, &target, "codec (decoded at q/4, default) or smooth (Gaussian)", 1, 0},
         {"sigma", OPT_FLOAT, &sigma, "Gaussian sigma of the smooth target (default 1)", 0.01, 20},
@@ -292,6 +294,7 @@ int cmd_compress(int argc, char **argv) {
     cfg.smooth_sigma = sigma;
     cfg.guard_all = guard_all;
     cfg.guard_feedback = guard_feedback;
+    cfg.guard_lossless = !no_guard_lossless;
     cfg.ladder_step = ladder_step;
     cfg.batch = batch;
     if (method1) {

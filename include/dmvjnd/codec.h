@@ -34,7 +34,8 @@ typedef struct dj_coded {
     size_t payload; /* header-free bytes: JPEG = entropy-coded bytes between the end of
                        the SOS header and the next non-RST marker (EOI), summed over
                        scans; WebP = the VP8 chunk's frame data after its 10-byte
-                       key-frame header (lossy only)                                  */
+                       key-frame header (lossy), or the VP8L chunk's data after its
+                       5-byte header (lossless)                                       */
 } dj_coded;
 
 /* Free data and zero the struct (NULL or an empty struct is fine). */
@@ -52,6 +53,9 @@ void dj_coded_free(dj_coded *c);
  * method 4 (libwebp's default speed/size trade-off), no alpha. */
 int dj_jpeg_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out);
 int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out);
+/* Lossless WebP (VP8L, ARGB, libwebp's default effort: cwebp -lossless -q 100
+ * -m 4): decodes to exactly rgb. Guard's last resort for WebP. */
+int dj_webp_encode_lossless(const uint8_t *rgb, int h, int w, dj_coded *out);
 
 /* Decode a standard file to 8-bit RGB: *rgb (malloc'ed, h*w*3), *h, *w.
  * JPEG: libjpeg defaults as djpeg uses them (JDCT_ISLOW, fancy upsampling),
@@ -72,8 +76,9 @@ int dj_webp_decode(const uint8_t *data, size_t size, uint8_t **rgb, int *h, int 
  * markers inside the scan count). DJ_EFORMAT if the marker structure is
  * broken or there is no scan.
  * WebP: the RIFF chunks must add up to the RIFF size; the payload is the
- * "VP8 " chunk's size minus the 10-byte key-frame header. DJ_EFORMAT for a
- * broken container or a file with no lossy "VP8 " chunk (lossless VP8L). */
+ * "VP8 " chunk's size minus the 10-byte key-frame header, or the "VP8L"
+ * chunk's size minus its 5-byte header. DJ_EFORMAT for a broken container
+ * or a file with neither chunk (or more than one). */
 int dj_jpeg_payload_bytes(const uint8_t *data, size_t size, size_t *payload);
 int dj_webp_payload_bytes(const uint8_t *data, size_t size, size_t *payload);
 

@@ -19,10 +19,11 @@
  *                   image meets the allocation criterion against s*b (no
  *                   classifier runs), then *-quant at q_i (JPEG) or plain
  *                   at q_i (WebP);
- *   guard           per image the coarsest ladder quality whose decoded
- *                   image (coded as jnd-rate codes it) keeps every label of
- *                   the four classifiers (the known machines): one operating
- *                   point, reported apart.
+ *   guard           per image the coarsest plain ladder quality whose
+ *                   decoded image keeps every label of the four classifiers
+ *                   (the known machines); for images none keeps, quality 100
+ *                   with error feedback (dj_compress_code_feedback), then, with
+ *                   WebP, lossless WebP: one operating point, reported apart.
  *
  * Budgets: jnd = 255|e| (the DMV-JND generator's e); hvs = the NAMM map of
  * Yang et al. on all three channels, scaled per image to the jnd budget's
@@ -91,6 +92,9 @@ typedef struct dj_compress_config {
     int guard_feedback; /* guard's last resort: up to this many rounds of error
                            feedback at quality 100 (dj_compress_code_feedback) for
                            images no plain quality keeps (default 4, 0: none)       */
+    int guard_lossless; /* WebP: guard's very last candidate is lossless WebP, which
+                           keeps every label (default 1; JPEG has none: baseline
+                           libjpeg-turbo 2.1 has no lossless mode)                   */
     int batch;          /* images per generator / classifier call (default 500)    */
 } dj_compress_config;
 
@@ -190,6 +194,7 @@ typedef struct dj_compress_point {
     double mean_q;       /* mean quality the images were coded at            */
     int fallback;        /* guard: images no candidate kept (coded at 100)    */
     int feedback;        /* guard: images coded with error feedback at 100    */
+    int lossless;        /* guard, WebP: images coded lossless (counted in bpp) */
 } dj_compress_point;
 
 /* A method's summary against plain. NaN = not defined (no overlap, a single

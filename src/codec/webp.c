@@ -1,5 +1,6 @@
-/* Lossy WebP encode / decode in memory with libwebp, and the header-free
- * rate (the VP8 frame data) of a WebP file. */
+/* WebP encode (lossy, and lossless for guard's last resort) / decode in
+ * memory with libwebp, and the header-free rate (the VP8 or VP8L frame data)
+ * of a WebP file. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,9 @@ static const char *encode_error_name(WebPEncodingError e) {
     }
 }
 
-int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out) {
+/* Lossy (quality 1..100) or lossless (lossless = 1, quality 100: the
+ * effort/size trade-off libwebp's cwebp -lossless uses by default). */
+static int encode(const uint8_t *rgb, int h, int w, int quality, int lossless, dj_coded *out) {
     if (!out) return dj_error(DJ_EINVAL, "webp encode: NULL output");
     memset(out, 0, sizeof *out);
     int rc = dj_codec_check_image("webp encode", rgb, h, w, quality);
@@ -35,7 +38,7 @@ int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out)
 
     WebPConfig config;
     if (!WebPConfigInit(&config)) return dj_error(DJ_EINTERNAL, "webp encode: libwebp version mismatch");
-    config.lossless = 0;
+    config.lossless = lossless;
     config.quality = (float)quality;
     config.method = 4; /* libwebp's default: cwebp's -m 4 */
     if (!WebPValidateConfig(&config)) return dj_error(DJ_EINTERNAL, "webp encode: invalid libwebp configuration");
@@ -44,7 +47,7 @@ int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out)
     if (!WebPPictureInit(&pic)) return dj_error(DJ_EINTERNAL, "webp encode: libwebp version mismatch");
     pic.width = w;
     pic.height = h;
-    pic.use_argb = 0; /* lossy: the picture is converted to YUV 4:2:0 on import */
+    pic.use_argb = lossless; /* lossy: the picture is converted to YUV 4:2:0 on import */
     WebPMemoryWriter writer;
     WebPMemoryWriterInit(&writer);
     pic.writer = WebPMemoryWrite;
@@ -78,6 +81,12 @@ int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out)
     }
     return DJ_OK;
 }
+
+int dj_webp_encode(const uint8_t *rgb, int h, int w, int quality, dj_coded *out) {
+    return encode(rgb, h, w, quality, 0, out);
+}
+
+int dj_webp_encode_lossless(const uint8_t *rgb, int h, int w, dj_coded *out) { return encode(rgb, h, w, 100, 1, out); }
 
 static const char *status_name(VP8StatusCode s) {
     switch (s) {
@@ -158,11 +167,16 @@ int dj_webp_payload_bytes(const uint8_t *data, size_t size, size_t *payload) {
             vp8 = (size_t)len - 10;
             found = 1;
         } else if (!memcmp(data + pos, "VP8L", 4)) {
-            return dj_error(DJ_EFORMAT, "webp payload: lossless (VP8L) WebP has no lossy payload");
+            if (found) return dj_error(DJ_EFORMAT, "webp payload: more than one VP8/VP8L chunk");
+            /* 1-byte signature 0x2f, then 14-bit width-1, height-1, alpha, version in 4 bytes. */
+            if (len < 5) return dj_error(DJ_EFORMAT, "webp payload: VP8L chunk of %u bytes is too short", len);
+            if (data[pos + 8] != 0x2f) return dj_error(DJ_EFORMAT, "webp payload: VP8L chunk has no signature");
+            vp8 = (size_t)len - 5;
+            found = 1;
         }
         pos += 8 + padded;
     }
-    if (!found) return dj_error(DJ_EFORMAT, "webp payload: no VP8 chunk");
+    if (!found) return dj_error(DJ_EFORMAT, "webp payload: no VP8 or VP8L chunk");
     *payload = vp8;
     return DJ_OK;
 }

@@ -142,10 +142,14 @@ static entry *add(ctx *c, icache *ic) {
     return e;
 }
 
+/* Guard's last candidate with WebP: lossless WebP, which decodes to x. */
+#define GUARD_LOSSLESS 1000
+
 /* One image coded with m at q. Guard's candidates above 100 are its last
- * resort: quality 100 after q - 100 rounds of error feedback. */
+ * resort: quality 100 after q - 100 rounds of error feedback, or lossless. */
 static int code_one(const ctx *c, const dj_compress_method *m, int i, int q, const float *budget, dj_coded *out) {
     const dj_compress_images *im = c->im;
+    if (m->use == DJ_USE_GUARD && q == GUARD_LOSSLESS) return dj_webp_encode_lossless(im->rgb[i], im->h[i], im->w[i], out);
     if (m->use == DJ_USE_GUARD && q > 100)
         return dj_compress_code_feedback(c->cfg->codec, im->rgb[i], im->h[i], im->w[i], 100, q - 100, out);
     return dj_compress_code(c->cfg, m, im->rgb[i], im->h[i], im->w[i], q, budget, out);
@@ -239,7 +243,8 @@ static int measure(ctx *c, const dj_compress_method *m, const int *qi, dj_compre
         pixels += (double)per / 3;
         vals += (double)per;
         qsum += qi[i] > 100 ? 100 : qi[i]; /* guard's feedback candidates code at 100 */
-        pt->feedback += qi[i] > 100;
+        pt->feedback += qi[i] > 100 && qi[i] != GUARD_LOSSLESS;
+        pt->lossless += qi[i] == GUARD_LOSSLESS;
         psnr += e->psnr;
         sse += e->sse;
         for (int k = 0; k < K; k++) kept[k] += e->labels[k] == c->ref[(size_t)i * K + k];
@@ -366,9 +371,10 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                     while (start[i] < c.nl - 1 && c.ladder[start[i]] < q0) start[i]++;
                 }
                 /* the plain ladder, then quality 100 with 1..guard_feedback rounds of error feedback */
-                int lad[DJ_COMPRESS_MAX_LADDER + DJ_COMPRESS_MAX_FEEDBACK], nl = c.nl;
+                int lad[DJ_COMPRESS_MAX_LADDER + DJ_COMPRESS_MAX_FEEDBACK + 1], nl = c.nl;
                 memcpy(lad, c.ladder, (size_t)c.nl * sizeof *lad);
                 for (int r = 1; r <= cfg->guard_feedback; r++) lad[nl++] = 100 + r;
+                if (cfg->codec == DJ_CODEC_WEBP && cfg->guard_lossless) lad[nl++] = GUARD_LOSSLESS;
                 c.guard = m;
                 if (!rc)
                     rc = dj_compress_guard(im->n, c.K, guard_labels, &c, lad, c.nl, nl, start, c.ref,

@@ -144,7 +144,7 @@ int dj_compress_csv(const dj_compress_result *res, char **text) {
     sbuf b = {0};
     put(&b, "codec,strength,method,quality,images,bpp,file_bpp,rca_mean");
     for (int k = 0; k < res->classifiers; k++) put(&b, ",rca_%s", res->tags[k]);
-    put(&b, ",accuracy,psnr_db,psnr_mse_db,mean_q,fallback,feedback");
+    put(&b, ",accuracy,psnr_db,psnr_mse_db,mean_q,fallback,feedback,lossless");
     if (res->extras) {
         put(&b, ",extra_rca_mean");
         for (int k = 0; k < res->extras; k++) put(&b, ",extra_rca_%s", res->tags[res->classifiers + k]);
@@ -157,7 +157,8 @@ int dj_compress_csv(const dj_compress_result *res, char **text) {
         for (int k = 0; k < res->classifiers; k++) put(&b, ",%.6f", pt->rca[k]);
         put(&b, ",");
         num(&b, "%.6f", pt->accuracy, "");
-        put(&b, ",%.4f,%.4f,%.3f,%d,%d", pt->psnr_db, pt->psnr_mse_db, pt->mean_q, pt->fallback, pt->feedback);
+        put(&b, ",%.4f,%.4f,%.3f,%d,%d,%d", pt->psnr_db, pt->psnr_mse_db, pt->mean_q, pt->fallback, pt->feedback,
+            pt->lossless);
         if (res->extras) {
             put(&b, ",%.6f", pt->extra_rca_mean);
             for (int k = 0; k < res->extras; k++) put(&b, ",%.6f", pt->extra_rca[k]);
@@ -205,9 +206,9 @@ int dj_compress_markdown(const dj_compress_result *res, const char *command, cha
         const dj_compress_point *pt = &res->points[p];
         if (strcmp(pt->method, "guard")) continue;
         put(&b, "\n## guard (the known classifiers check every image)\n\n%.4f bpp at RCA %.4f (mean quality %.1f; "
-                "%d image(s) coded at 100 with error feedback because no plain quality kept their labels; %d kept "
-                "them with no candidate and were coded at 100). Plain needs ",
-            pt->bpp, pt->rca_mean, pt->mean_q, pt->feedback, pt->fallback);
+                "%d image(s) coded at 100 with error feedback and %d lossless because no plain quality kept their "
+                "labels; %d kept them with no candidate and were coded at 100). Plain needs ",
+            pt->bpp, pt->rca_mean, pt->mean_q, pt->feedback, pt->lossless, pt->fallback);
         num(&b, "%.4f bpp", res->plain_rate_at_99, "(out of range)");
         put(&b, " for RCA 0.99 (interpolated); the lowest grid quality with RCA >= 0.99 is ");
         if (res->plain_q_99) put(&b, "q %d at %.4f bpp.\n", res->plain_q_99, res->plain_bpp_q_99);
@@ -299,6 +300,8 @@ int dj_compress_json(const dj_compress_result *res, double wall_s, size_t peak_r
         dj_jw_int(&j, pt->fallback);
         dj_jw_key(&j, "feedback");
         dj_jw_int(&j, pt->feedback);
+        dj_jw_key(&j, "lossless");
+        dj_jw_int(&j, pt->lossless);
         if (res->extras) {
             dj_jw_key(&j, "extra_rca_mean");
             jnum(&j, pt->extra_rca_mean);

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""How far can per-image JPEG quality allocation go without checking the coded images with the
+classifiers? (docs/compression.md, "Per-image allocation without the classifiers".)
+
+    /usr/bin/python3 tools/torch/alloc_study.py [--model models/jnd_v1.0.safetensors]
+        [--cifar data/cifar-10-batches-bin] [--train 3000] [--test 1000] [--cache DIR] [--threads 2]
+
+Data: every image coded by plain JPEG (PIL = libjpeg-turbo, baseline 4:4:4, optimised Huffman
+tables, as dmvjnd's plain coding) at the ladder 5, 10, ..., 100; per image and quality the
+header-free bits (SOS to EOI), the decoded image's distortion and whether each of the model's four
+classifiers keeps its label of x (the PyTorch twins). Training images: the first --train records of
+data_batch_2; test images: the first --test test records. With --cache the arrays are kept in
+DIR/alloc_{train,test}.npz and reused when present.
+
+Allocation: per image, the ladder quality maximising P(q) - lambda * bits(q), where P is a
+predicted mean share of labels kept; sweeping lambda traces a rate-RCA curve, compared with plain
+(every image at the same quality) by BD-rate and the bits saved at RCA 0.95 and 0.98 (PCHIP, as
+dmvjnd compress). Predictors, each a logistic regression per classifier fitted on the training
+images, evaluated on the test images:
+  * oracle: the true labels kept (the ceiling; what guard searches for);
+  * distortion: features of the coded image that need no classifier (log MSE, log CAM-weighted
+    MSE, share of values past the DMV-JND budget 255|e|, log bits);
+  * margin + distortion: the same plus each classifier's margin p1 - p2 on x (from the forward
+    pass on x that the JND generator makes anyway for the class activation maps), and its
+    products with the distortion features.
+Also the Spearman correlation of the coarsest quality keeping all labels with per-image mean |e|,
+mean c and the smallest margin. Prints one line per predictor and a JSON line.
+"""
+import argparse
+import io
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench_jnd_generate import Twin  # noqa: E402
+from qtable_study import bd_rate, payload, records, saving_at  # noqa: E402
+
+LADDER = list(range(5, 96, 5)) + [98, 100]  # 98: plain's curve near RCA 0.98 is measured, not interpolated
+FEATURES = ["mse", "cmse", "over", "bits"]
+
+
+def margins_and_cam(twin, u8):
+    """Each classifier's p1 - p2 on x (n, K) and the mean CAM c (n, h, w)."""
+    x = twin.normalize(u8.float() / 255.0)
+    ms, maps = [], []
+    with torch.no_grad():
+        for net in twin.nets:
+            p = torch.softmax(net(x), 1).topk(2, 1)[0]
+            ms.append((p[:, 0] - p[:, 1]).numpy())
+            maps.append(twin.labels_and_cam(net, x)[1])
+    return np.stack(ms, 1), (sum(maps) / len(maps)).numpy()
+
+
+def prepare(twin, u8):
+    """What the coding does not change: labels of x, e, margins, c."""
+    ref, es, ms, cs = [], [], [], []
+    for s in range(0, len(u8), 250):
+        before, _, e, _, _, _ = twin.generate(u8[s:s + 250])
+        m, c = margins_and_cam(twin, u8[s:s + 250])
+        ref.append(before), es.append(e.numpy() * 255.0), ms.append(m), cs.append(c)
+    return torch.cat(ref), np.concatenate(es), np.concatenate(ms), np.concatenate(cs)
+
+
+def code_at(twin, u8, q, ref, e, cam):
+    """Per image at quality q: bits, kept (K), MSE, CAM-weighted MSE, share of values past 255|e|."""
+    from PIL import Image
+    X = u8.permute(0, 2, 3, 1).numpy()
+    bits, dec = np.zeros(len(u8)), []
+    for i in range(len(u8)):
+        buf = io.BytesIO()
+        Image.fromarray(X[i]).save(buf, "JPEG", quality=q, subsampling=0, optimize=True)
+        data = buf.getvalue()
+        bits[i] = 8 * payload(data)
+        dec.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    dec = np.stack(dec)
+    df = dec.astype(np.float32) - X
+    after = twin.classify(torch.from_numpy(dec).permute(0, 3, 1, 2).float() / 255, 500)
+    return {"bits": bits, "kept": (after == ref).numpy(), "mse": (df ** 2).mean((1, 2, 3)),
+            "cmse": ((df ** 2).mean(3) * cam).mean((1, 2)),
+            "over": (np.abs(df) > np.abs(e).transpose(0, 2, 3, 1)).mean((1, 2, 3))}
+
+
+def build(twin, u8):
+    ref, e, margin, cam = prepare(twin, u8)
+    cols = []
+    for q in LADDER:
+        cols.append(code_at(twin, u8, q, ref, e, cam))
+        print("coded q %d of %d images" % (q, len(u8)), file=sys.stderr, flush=True)
+    d = {k: np.stack([c[k] for c in cols], 1) for k in cols[0]}
+    d["margin"] = margin
+    return d
+
+
+def load_or_build(twin, path, u8):
+    if path and os.path.exists(path):
+        return dict(np.load(path))
+    d = build(twin, u8)
+    if path:
+        np.savez(path, **d)
+    return d
+
+
+def features(d, with_margin, k):
+    """Design matrix (n*L, f) for classifier k."""
+    n, L = d["bits"].shape
+    F = np.stack([np.log(d["mse"] + 1e-3), np.log(d["cmse"] + 1e-3), d["over"], np.log(d["bits"] / 1024)], -1)
+    cols = [F, np.ones((n, L, 1))]
+    if with_margin:
+        lm = np.log(np.clip(d["margin"], 1e-4, 1))
+        mk = np.repeat(lm[:, None, k:k + 1], L, 1)
+        cols += [mk, np.repeat(lm.min(1)[:, None, None], L, 1), F * mk]
+    return np.concatenate(cols, -1).reshape(n * L, -1)
+
+
+def logistic(X, y, iters=50, l2=1e-3):
+    """L2-regularised logistic regression by Newton's method."""
+    w = np.zeros(X.shape[1])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-X @ w))
+        g = X.T @ (p - y) / len(y) + l2 * w
+        H = (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(len(w))
+        w -= np.linalg.solve(H, g)
+    return w
+
+
+def predicted(train, test, with_margin):
+    K = train["kept"].shape[2]
+    n, L = test["bits"].shape
+    P = np.zeros((n, L))
+    for k in range(K):
+        w = logistic(features(train, with_margin, k), train["kept"][:, :, k].reshape(-1).astype(float))
+        P += (1 / (1 + np.exp(-features(test, with_margin, k) @ w))).reshape(n, L) / K
+    return P
+
+
+def allocated(d, score):
+    n, L = d["bits"].shape
+    pts = []
+    for lam in np.exp(np.linspace(np.log(1e-6), np.log(1e-1), 120)):
+        pick = np.argmax(score - lam * d["bits"], 1)
+        pts.append((d["bits"][np.arange(n), pick].sum() / (n * 1024), float(d["kept"][np.arange(n), pick].mean())))
+    return pts
+
+
+def ranks(v):
+    """Ranks 1..n, ties given their mean rank."""
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    r[order] = np.arange(1, len(v) + 1)
+    for u in np.unique(v):
+        tie = v == u
+        r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(a, b):
+    return float(np.corrcoef(ranks(np.asarray(a, float)), ranks(np.asarray(b, float)))[0, 1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/jnd_v1.0.safetensors")
+    ap.add_argument("--cifar", default=os.environ.get("DMVJND_DATA", "data/cifar-10-batches-bin"))
+    ap.add_argument("--train", type=int, default=3000)
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--cache", default="")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    twin = Twin(a.model)
+    if a.cache:
+        os.makedirs(a.cache, exist_ok=True)
+    cache = (lambda name: os.path.join(a.cache, name)) if a.cache else (lambda name: "")
+    test = load_or_build(twin, cache("alloc_test.npz"), records(os.path.join(a.cifar, "test_batch.bin"), a.test))
+    train = load_or_build(twin, cache("alloc_train.npz"),
+                          records(os.path.join(a.cifar, "data_batch_2.bin"), a.train))
+    n = test["bits"].shape[0]
+    plain = [(test["bits"][:, l].sum() / (n * 1024), float(test["kept"][:, l].mean())) for l in range(len(LADDER))]
+    curves = {"oracle": allocated(test, test["kept"].mean(-1)),
+              "distortion": allocated(test, predicted(train, test, False)),
+              "margin+distortion": allocated(test, predicted(train, test, True))}
+    out = {}
+    for name, pts in curves.items():
+        out[name] = {"bd_rate": bd_rate(plain, pts), "saving_at_0.95": saving_at(plain, pts, 0.95),
+                     "saving_at_0.98": saving_at(plain, pts, 0.98)}
+        print("%-18s BD-rate %+.1f%%  saved at RCA 0.95 %+.1f%%  at 0.98 %+.1f%%" % (
+            name, 100 * out[name]["bd_rate"], 100 * out[name]["saving_at_0.95"], 100 * out[name]["saving_at_0.98"]))
+    # Does the shipped JND's per-image magnitude say which images tolerate coarse coding? The
+    # coarsest ladder quality keeping all labels (101 when none does) against per-image features.
+    keep_all = test["kept"].all(-1)
+    coarsest = np.where(keep_all.any(1), np.array(LADDER)[keep_all.argmax(1)], 101)
+    _, e, margin, cam = prepare(twin, records(os.path.join(a.cifar, "test_batch.bin"), a.test))
+    corr = {"mean_abs_e": spearman(np.abs(e).mean((1, 2, 3)), coarsest),
+            "mean_cam": spearman(cam.mean((1, 2)), coarsest), "min_margin": spearman(margin.min(1), coarsest)}
+    print("Spearman with the coarsest quality keeping all labels: mean |e| %+.2f, mean c %+.2f, "
+          "smallest margin %+.2f" % (corr["mean_abs_e"], corr["mean_cam"], corr["min_margin"]))
+    print(json.dumps({"train": a.train, "test": a.test, "plain": plain, "summary": out, "spearman": corr}))
+
+
+if __name__ == "__main__":
+    main()
