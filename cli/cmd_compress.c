@@ -215,7 +215,9 @@ int cmd_compress(int argc, char **argv) {
         {"classifier", OPT_STRING, NULL, "extra classifier (32x32) the JND was not trained against, repeated", 1, 0},
         {"guard-all", OPT_FLAG, &guard_all, "guard keeps the extra classifiers' labels too", 0, 0},
         {"guard-feedback", OPT_INT, &guard_feedback,
-         "guard's last resort for images no plain quality keeps: up to N rounds of error feedback at 100 (default 4)", 0,
+         "guard's last resort for images no plain quality keeps: up to N rounds of error feedback at 100 "
+         "(default 4)",
+         0,
          DJ_COMPRESS_MAX_FEEDBACK},
         {"no-guard-lossless", OPT_FLAG, &no_guard_lossless,
          "WebP: no lossless WebP as guard's very last candidate (then an image nothing keeps is coded at 100)", 0, 0},

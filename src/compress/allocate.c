@@ -113,7 +113,8 @@ int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user,
     int *todo = malloc(N * sizeof *todo), *tq = malloc(N * sizeof *tq);
     int32_t *lab = malloc(N * K * sizeof *lab);
     int rc = cur && dir && todo && tq && lab ? DJ_OK : dj_error(DJ_ENOMEM, "compress guard: out of memory");
-    if (!rc && (nplain < 1 || nplain > nl)) rc = dj_error(DJ_EINVAL, "compress guard: %d plain rungs of %d", nplain, nl);
+    if (!rc && (nplain < 1 || nplain > nl))
+        rc = dj_error(DJ_EINVAL, "compress guard: %d plain rungs of %d", nplain, nl);
     for (int i = 0; !rc && i < n; i++) {
         cur[i] = start[i] < 0 ? 0 : start[i] >= nplain ? nplain - 1 : start[i];
         q[i] = 100;

@@ -149,7 +149,8 @@ static entry *add(ctx *c, icache *ic) {
  * resort: quality 100 after q - 100 rounds of error feedback, or lossless. */
 static int code_one(const ctx *c, const dj_compress_method *m, int i, int q, const float *budget, dj_coded *out) {
     const dj_compress_images *im = c->im;
-    if (m->use == DJ_USE_GUARD && q == GUARD_LOSSLESS) return dj_webp_encode_lossless(im->rgb[i], im->h[i], im->w[i], out);
+    if (m->use == DJ_USE_GUARD && q == GUARD_LOSSLESS)
+        return dj_webp_encode_lossless(im->rgb[i], im->h[i], im->w[i], out);
     if (m->use == DJ_USE_GUARD && q > 100)
         return dj_compress_code_feedback(c->cfg->codec, im->rgb[i], im->h[i], im->w[i], 100, q - 100, out);
     return dj_compress_code(c->cfg, m, im->rgb[i], im->h[i], im->w[i], q, budget, out);
