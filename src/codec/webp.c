@@ -47,7 +47,7 @@ static int encode(const uint8_t *rgb, int h, int w, int quality, int lossless, d
     if (!WebPPictureInit(&pic)) return dj_error(DJ_EINTERNAL, "webp encode: libwebp version mismatch");
     pic.width = w;
     pic.height = h;
-    pic.use_argb = lossless; /* lossy: the picture is converted to YUV 4:2:0 on import */
+    pic.use_argb = lossless; /* lossy: converted to YUV 4:2:0 on import; lossless: ARGB kept */
     WebPMemoryWriter writer;
     WebPMemoryWriterInit(&writer);
     pic.writer = WebPMemoryWrite;

@@ -11,7 +11,8 @@ typedef int (*dj_compress_labels_fn)(void *user, int n, const int *idx, const in
 /* Guard: for each image i, the coarsest quality whose image coded by
  * `labels_of` keeps every checked label (the first `check` of each image's
  * ref labels, K per image). ladder[0..nplain) are plain qualities, ascending;
- * ladder[nplain..nl) are extra candidates (guard's error-feedback codings),
+ * ladder[nplain..nl) are extra candidates (guard's error-feedback and
+ * lossless codings),
  * tried in order only when no plain rung keeps the labels.
  * Starts at ladder index start[i]: where labels are kept it walks down until
  * a quality loses one (and takes the last that kept them), else up until one

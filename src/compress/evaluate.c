@@ -243,7 +243,7 @@ static int measure(ctx *c, const dj_compress_method *m, const int *qi, dj_compre
         size += (double)e->size;
         pixels += (double)per / 3;
         vals += (double)per;
-        qsum += qi[i] > 100 ? 100 : qi[i]; /* guard's feedback candidates code at 100 */
+        qsum += qi[i] > 100 ? 100 : qi[i]; /* guard's last-resort candidates count as 100 */
         pt->feedback += qi[i] > 100 && qi[i] != GUARD_LOSSLESS;
         pt->lossless += qi[i] == GUARD_LOSSLESS;
         psnr += e->psnr;
@@ -371,7 +371,8 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                     start[i] = 0;
                     while (start[i] < c.nl - 1 && c.ladder[start[i]] < q0) start[i]++;
                 }
-                /* the plain ladder, then quality 100 with 1..guard_feedback rounds of error feedback */
+                /* the plain ladder, then quality 100 with 1..guard_feedback rounds of error feedback,
+                 * then (WebP) lossless */
                 int lad[DJ_COMPRESS_MAX_LADDER + DJ_COMPRESS_MAX_FEEDBACK + 1], nl = c.nl;
                 memcpy(lad, c.ladder, (size_t)c.nl * sizeof *lad);
                 for (int r = 1; r <= cfg->guard_feedback; r++) lad[nl++] = 100 + r;
