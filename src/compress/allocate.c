@@ -104,6 +104,9 @@ int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int 
 
 /* ------------------------------------------------------------ guard */
 
+/* A start index within the plain rungs [0, nplain). */
+static int clamp_start(int s, int nplain) { return s < 0 ? 0 : s >= nplain ? nplain - 1 : s; }
+
 int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nplain,
                       int nl, const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback) {
     enum { UP = 1, DOWN = -1, BELOW = -2, EXTRA = 2 }; /* dir: where the search goes next */
@@ -116,7 +119,7 @@ int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user,
     if (!rc && (nplain < 1 || nplain > nl))
         rc = dj_error(DJ_EINVAL, "compress guard: %d plain rungs of %d", nplain, nl);
     for (int i = 0; !rc && i < n; i++) {
-        cur[i] = start[i] < 0 ? 0 : start[i] >= nplain ? nplain - 1 : start[i];
+        cur[i] = clamp_start(start[i], nplain);
         q[i] = 100;
         fallback[i] = 0;
     }
@@ -140,7 +143,7 @@ int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user,
                 next = cur[i] + 1;
             } else if (dir[i] == UP || dir[i] == BELOW) {
                 /* nothing from the start up kept them: the rungs below it, finest first, then the extras */
-                int s0 = start[i] < 0 ? 0 : start[i] >= nplain ? nplain - 1 : start[i];
+                int s0 = clamp_start(start[i], nplain);
                 if (dir[i] == UP && s0 > 0) dir[i] = BELOW, next = s0 - 1;
                 else if (dir[i] == BELOW && cur[i] > 0) next = cur[i] - 1;
                 else if (nplain < nl) dir[i] = EXTRA, next = nplain;
