@@ -197,7 +197,8 @@ int cmd_compress(int argc, char **argv) {
     const char *methods_s = NULL, *grid_s = NULL, *method1 = NULL, *hvs_scale = "matched", *target = "codec";
     const char *criterion = "share";
     int offset = 0, limit = 1000, json = 0, batch = 500, threads = 0, help = 0, quality1 = 0, save_all = 0;
-    int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5, guard_feedback = 4, no_guard_lossless = 0;
+    int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5, guard_feedback = 16,
+        no_guard_lossless = 0;
     double strength = 1.0, tau = -1, sigma = 1.0;
     cli_opt opts[] = {
         {"model", OPT_STRING, &model, "DMV-JND model file (default: the shipped jnd_v1.0.safetensors)", 1, 0},
@@ -216,7 +217,7 @@ int cmd_compress(int argc, char **argv) {
         {"guard-all", OPT_FLAG, &guard_all, "guard keeps the extra classifiers' labels too", 0, 0},
         {"guard-feedback", OPT_INT, &guard_feedback,
          "guard's last resort for images no plain quality keeps: up to N rounds of error feedback at 100 "
-         "(default 4)",
+         "(default 16)",
          0,
          DJ_COMPRESS_MAX_FEEDBACK},
         {"no-guard-lossless", OPT_FLAG, &no_guard_lossless,

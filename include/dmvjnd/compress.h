@@ -57,7 +57,7 @@ enum {
 #define DJ_COMPRESS_NAME_MAX 24
 #define DJ_COMPRESS_MAX_EXTRA 8
 #define DJ_COMPRESS_MAX_LADDER 128
-#define DJ_COMPRESS_MAX_FEEDBACK 16
+#define DJ_COMPRESS_MAX_FEEDBACK 32
 
 typedef struct dj_compress_method {
     const char *name; /* "plain", "jnd-quant", ...                       */
@@ -91,7 +91,7 @@ typedef struct dj_compress_config {
     int guard_all;      /* 1: guard keeps the extra classifiers' labels too          */
     int guard_feedback; /* guard's last resort: up to this many rounds of error
                            feedback at quality 100 (dj_compress_code_feedback) for
-                           images no plain quality keeps (default 4, 0: none)       */
+                           images no plain quality keeps (default 16, 0: none)      */
     int guard_lossless; /* WebP: guard's very last candidate is lossless WebP, which
                            keeps every label (default 1; JPEG has none: baseline
                            libjpeg-turbo 2.1 has no lossless mode)                   */
@@ -126,7 +126,8 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
  * general (on sharp edges the added error is itself quantised), but a
  * different point of the codec's neighbourhood of x. Guard tries these for
  * images whose labels no plain quality keeps: in the default JPEG run on
- * test records 0-999, all 11 such images keep them after at most 4 rounds
+ * test records 0-999, all 11 such images keep them within 16 rounds, while
+ * 4 rounds leave one whose labels sit on a decision boundary
  * (docs/compression.md). rounds 0 is plain coding; at most
  * DJ_COMPRESS_MAX_FEEDBACK. */
 int dj_compress_code_feedback(int codec, const uint8_t *rgb, int h, int w, int quality, int rounds, dj_coded *out);

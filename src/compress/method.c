@@ -69,7 +69,7 @@ dj_compress_config dj_compress_defaults(void) {
     c.tau = 0.05;
     c.ladder_step = 5;
     c.guard_all = 0;
-    c.guard_feedback = 4;
+    c.guard_feedback = 16;
     c.guard_lossless = 1;
     c.batch = 500;
     return c;
