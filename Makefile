@@ -103,8 +103,9 @@ asan:
 bench: all
 	$(BUILD)/dmvjnd bench --model resnet20 --batch 128
 
-# The shipped models: every models/*.safetensors (docs/install.md).
-MODELS  := $(sort $(wildcard models/*.safetensors))
+# The shipped models: every models/*.safetensors and the jnd-alloc
+# calibrations beside them, models/*.alloc-*.json (docs/install.md).
+MODELS  := $(sort $(wildcard models/*.safetensors models/*.alloc-*.json))
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dmvjnd $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig

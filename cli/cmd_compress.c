@@ -170,6 +170,36 @@ static int write_text(const char *dir, const char *name, const char *text) {
 }
 
 /* "10,20,30" -> ints in 1..100; EXIT_USAGE with a message otherwise. */
+/* jnd-alloc's calibration: --calibration FILE, or the one beside the model
+ * (dj_compress_calibration_path). When jnd-alloc is only in the default
+ * method list and the model has none beside it, jnd-alloc is left out with
+ * a note; asked for by name, a missing or bad file is an error. */
+static int load_calibration(const char *model, const char *path, int codec, int named, const char **mnames, int *nm,
+                            dj_compress_calibration *cal) {
+    memset(cal, 0, sizeof *cal);
+    int idx = -1;
+    for (int j = 0; j < *nm; j++)
+        if (!strcmp(mnames[j], "jnd-alloc")) idx = j;
+    if (idx < 0) return EXIT_OK;
+    char beside[4200];
+    if (!path) {
+        int st = dj_compress_calibration_path(model, codec, beside, sizeof beside);
+        if (st) return cli_fail(CMD, st);
+        path = beside;
+        if (!named && access(path, F_OK)) {
+            fprintf(stderr,
+                    "dmvjnd compress: note: jnd-alloc left out: no calibration %s (fit one with --calibrate FILE on "
+                    "training images)\n",
+                    path);
+            memmove(&mnames[idx], &mnames[idx + 1], (size_t)(*nm - idx - 1) * sizeof *mnames);
+            (*nm)--;
+            return EXIT_OK;
+        }
+    }
+    int st = dj_compress_calibration_read(path, cal);
+    return st ? cli_fail(CMD, st) : EXIT_OK;
+}
+
 static int parse_grid(const char *s, int *q, int *n) {
     *n = 0;
     for (const char *p = s; *p;) {
@@ -195,7 +225,7 @@ int cmd_compress(int argc, char **argv) {
     if (rc) return rc;
     const char *model = NULL, *cifar = NULL, *split = NULL, *out = NULL, *codec_s = "jpeg";
     const char *methods_s = NULL, *grid_s = NULL, *method1 = NULL, *hvs_scale = "matched", *target = "codec";
-    const char *criterion = "share";
+    const char *criterion = "share", *calibrate = NULL, *calibration = NULL;
     int offset = 0, limit = 1000, json = 0, batch = 500, threads = 0, help = 0, quality1 = 0, save_all = 0;
     int guard_all = 0, montage = 6, quiet = 0, no_plot = 0, ladder_step = 5, guard_feedback = 16,
         no_guard_lossless = 0;
@@ -228,6 +258,12 @@ int cmd_compress(int argc, char **argv) {
         {"criterion", OPT_STRING, &criterion, "rate allocation criterion: share (default) or mean", 1, 0},
         {"tau", OPT_FLOAT, &tau, "criterion threshold (share: 0.05 default; mean: levels)", 0, 255},
         {"ladder-step", OPT_INT, &ladder_step, "quality ladder step of rate and guard (default 5)", 1, 50},
+        {"calibration", OPT_STRING, &calibration,
+         "jnd-alloc's calibration (default: MODEL.alloc-CODEC.json beside the model)", 1, 0},
+        {"calibrate", OPT_STRING, &calibrate,
+         "fit jnd-alloc's calibration on the given images (training images: --split train) and write it to FILE; "
+         "nothing else is coded",
+         1, 0},
         {"out", OPT_STRING, &out, "output folder (created)", 1, 0},
         {"save-all", OPT_FLAG, &save_all, "CIFAR: write every coded file (default: the first 100 per point)", 0, 0},
         {"montage", OPT_INT, &montage, "images in montage.png (default 6; 0: none)", 0, MONTAGE_MAX},
@@ -256,12 +292,17 @@ int cmd_compress(int argc, char **argv) {
         fprintf(stderr, "dmvjnd compress: --strength must be in (0, 1], not %g\n", strength);
         goto done;
     }
-    if (!out) {
+    if (!out && !calibrate) {
         fprintf(stderr, "dmvjnd compress: --out DIR is required\n");
         goto done;
     }
     if ((cifar || split) == (npng > 0)) {
         fprintf(stderr, "dmvjnd compress: give either --cifar DIR [--split S] or --png FILE...\n");
+        goto done;
+    }
+    if (calibrate && (out || method1 || methods_s || grid_s || ncls)) {
+        fprintf(stderr, "dmvjnd compress: --calibrate FILE fits and writes the calibration only (no --out, --method, "
+                        "--methods, --qualities or --classifier)\n");
         goto done;
     }
     if ((method1 != NULL) != (quality1 != 0) || (method1 && !npng)) {
@@ -337,8 +378,13 @@ int cmd_compress(int argc, char **argv) {
     dj_set_num_threads(threads);
     if (!model && (rc = cli_default_jnd_model(CMD, &model))) goto done_m;
     rc = EXIT_USAGE;
+    dj_compress_calibration cal;
+    if (!calibrate && (rc = load_calibration(model, calibration, cfg.codec, methods_s || method1, mnames, &nm, &cal)))
+        goto done_m;
+    cfg.calibration = &cal;
+    rc = EXIT_USAGE;
     double t0 = dj_progress_now();
-    int st = cli_prepare_out_dir(out);
+    int st = calibrate ? dj_check_writable_parent(calibrate) : cli_prepare_out_dir(out);
     if (st) {
         rc = cli_fail(CMD, st);
         goto done_m;
@@ -396,14 +442,24 @@ int cmd_compress(int argc, char **argv) {
                    .montage = method1 || !N ? 0 : montage, .h = N ? hs[0] : 0, .w = N ? ws[0] : 0};
     dj_progress_init(&rcx.p, stderr, 30);
     char coded_dir[4200];
-    snprintf(coded_dir, sizeof coded_dir, "%s/coded", out);
-    if (!st && !method1) st = make_dir(coded_dir);
+    snprintf(coded_dir, sizeof coded_dir, "%s/coded", out ? out : ".");
+    if (!st && !method1 && !calibrate) st = make_dir(coded_dir);
     dj_compress_result res = {0};
-    if (!st)
+    if (!st && calibrate) {
+        st = dj_compress_calibrate(&cfg, &mach, &im, on_progress, &rcx, &cal);
+        if (!st) st = dj_compress_calibration_write(&cal, calibrate);
+        dj_progress_clear(&rcx.p);
+        if (!st)
+            printf("%s, %d images, %ld codings: labels kept %.4f; log loss", codec_s, N, cal.samples, cal.kept);
+        for (int k = 0; !st && k < cal.classifiers; k++) printf(" %s %.4f", cal.tags[k], cal.loss[k]);
+        if (!st) printf(" -> %s (%.0f s)\n", calibrate, dj_progress_now() - t0);
+    } else if (!st)
         st = dj_compress_evaluate(&cfg, &mach, &im, mnames, nm, grid, ngrid, on_coded, on_progress, &rcx, &res);
     dj_progress_clear(&rcx.p);
     char *csv = NULL, *md = NULL, *js = NULL;
-    if (!st && method1) {
+    if (calibrate) {
+        /* reported above */
+    } else if (!st && method1) {
         const dj_compress_point *pt = &res.points[0];
         printf("%d file(s) -> %s: %s q%d, %.4f bpp (%.4f with headers), RCA %.4f, PSNR %.2f dB\n", N, out,
                pt->method, quality1, pt->bpp, pt->file_bpp, pt->rca_mean, pt->psnr_db);

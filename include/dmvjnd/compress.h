@@ -19,6 +19,15 @@
  *                   image meets the allocation criterion against s*b (no
  *                   classifier runs), then *-quant at q_i (JPEG) or plain
  *                   at q_i (WebP);
+ *   jnd-alloc       per image the plain ladder quality maximising
+ *                   P - lambda(q) * bpp, where P is the share of the four
+ *                   classifiers' labels a calibration (fitted once per codec
+ *                   and model on training images) predicts the decoded image
+ *                   keeps, from the classifiers' margins on x and on the JND
+ *                   image x + e (which the JND generation computes anyway)
+ *                   and the decoded image's distortion against b and c; no
+ *                   classifier runs on a coded image. lambda(q) = 10^(-q/40)
+ *                   per bpp;
  *   guard           per image the coarsest plain ladder quality whose
  *                   decoded image keeps every label of the four classifiers
  *                   (the known machines); for images none keeps, quality 100
@@ -46,7 +55,7 @@ extern "C" {
 
 enum { DJ_CODEC_JPEG = 0, DJ_CODEC_WEBP = 1 };
 enum { DJ_BUDGET_NONE = 0, DJ_BUDGET_JND, DJ_BUDGET_HVS, DJ_BUDGET_FLAT, DJ_BUDGET_KINDS };
-enum { DJ_USE_PLAIN = 0, DJ_USE_PREFILTER, DJ_USE_QUANT, DJ_USE_RATE, DJ_USE_GUARD };
+enum { DJ_USE_PLAIN = 0, DJ_USE_PREFILTER, DJ_USE_QUANT, DJ_USE_RATE, DJ_USE_ALLOC, DJ_USE_GUARD };
 enum { DJ_TARGET_CODEC = 0, DJ_TARGET_SMOOTH = 1 };
 /* Allocation criteria (dj_compress_criterion_ok). */
 enum {
@@ -78,6 +87,8 @@ const char *dj_compress_codec_name(int codec);
 /* File extension without the dot: "jpg" / "webp". */
 const char *dj_compress_codec_ext(int codec);
 
+typedef struct dj_compress_calibration dj_compress_calibration;
+
 typedef struct dj_compress_config {
     int codec;          /* DJ_CODEC_*                                              */
     double strength;    /* s in (0, 1]: every budget is applied as s*b             */
@@ -96,6 +107,8 @@ typedef struct dj_compress_config {
                            keeps every label (default 1; JPEG has none: baseline
                            libjpeg-turbo 2.1 has no lossless mode)                   */
     int batch;          /* images per generator / classifier call (default 500)    */
+    const dj_compress_calibration *calibration; /* jnd-alloc's (required by it;
+                           dj_compress_calibration_read or dj_compress_calibrate) */
 } dj_compress_config;
 
 dj_compress_config dj_compress_defaults(void);
@@ -168,6 +181,78 @@ typedef struct dj_compress_machines {
  * count(m) (the generator's first, then the extras). */
 int dj_compress_machines_count(const dj_compress_machines *m);
 int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int n, int h, int w, int32_t *labels);
+
+/* --------------------------------------------------------- jnd-alloc */
+
+/* jnd-alloc's predictor: per classifier k, a logistic regression of "the
+ * decoded image keeps k's label of x" on DJ_ALLOC_FEATURES features
+ * (dj_compress_alloc_features). Distortion terms of the decoded image:
+ * log(mse), log(cmse), over, log(bpp), where mse is the mean squared error
+ * in levels, cmse the same weighted per pixel by the JND's merged CAM c,
+ * over the share of values with |decoded - x| > s*b_jnd and bpp the
+ * header-free bits per pixel. The image's tolerance, from the JND
+ * generation (dj_jnd_image_result): lm_k = log of classifier k's margin
+ * p1 - p2 on x (clamped to [1e-4, 1]) and hm_k = its label's margin on the
+ * JND image x_hat = x + e, in [-1, 1]. The features: 1, the four distortion
+ * terms, lm_k, min_j lm_j, the four terms times lm_k, hm_k, min_j hm_j, the
+ * four terms times hm_k. Why these: the labels that coding flips belong to
+ * images near a decision boundary, whatever the distortion, and how much of
+ * its margin an image keeps at its JND says how near (docs/compression.md,
+ * "jnd-alloc"). */
+#define DJ_ALLOC_FEATURES 17
+#define DJ_ALLOC_DISTORTION 4 /* mse, cmse, over, bpp */
+
+struct dj_compress_calibration {
+    int codec;                 /* DJ_CODEC_* it was fitted for             */
+    int classifiers;           /* K, the generator's classifiers            */
+    char tags[DJ_JND_MAX_CLASSIFIERS][80]; /* their tags, checked at use     */
+    double strength;           /* s it was fitted with (over uses s*b)      */
+    int images;                /* training images                           */
+    long samples;              /* image x ladder quality pairs              */
+    double kept;               /* share of labels the samples kept          */
+    double loss[DJ_JND_MAX_CLASSIFIERS]; /* mean log loss after the fit     */
+    double w[DJ_JND_MAX_CLASSIFIERS][DJ_ALLOC_FEATURES];
+};
+
+/* The distortion terms of one decoded candidate of an h x w image: d[0]
+ * mse, d[1] cmse (cam: h*w, may be NULL = uniform 1), d[2] over (budget:
+ * s*b, h*w*3 levels), d[3] bpp from payload bytes. */
+void dj_compress_alloc_distortion(const uint8_t *x, const uint8_t *decoded, const float *budget, const float *cam,
+                                  int h, int w, size_t payload, double d[DJ_ALLOC_DISTORTION]);
+/* Classifier k's feature vector from the distortion terms and the image's
+ * 2K margins: margins[0..K) on x (dj_jnd_image_result.margin), then
+ * margins[K..2K) on x_hat (.hat_margin). */
+void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const float *margins, int K, int k,
+                                double phi[DJ_ALLOC_FEATURES]);
+/* The predicted share of the K classifiers' labels kept (mean over k). */
+double dj_compress_alloc_predict(const dj_compress_calibration *cal, const double d[DJ_ALLOC_DISTORTION],
+                                 const float *margins);
+/* The price of one bpp at grid quality q: 10^(-q/40) (q 100: 0.0032, the
+ * finest; q 10: 0.56, the coarsest usable). */
+double dj_compress_alloc_lambda(int quality);
+/* The candidate l in 0..n-1 maximising p[l] - lambda * bpp[l]; ties go to
+ * the cheaper. */
+int dj_compress_alloc_pick(const double *p, const double *bpp, int n, double lambda);
+
+/* Fit cal->w from n samples: d (n x DJ_ALLOC_DISTORTION), margins (n x 2K,
+ * the sample's image's margins as dj_compress_alloc_features takes them),
+ * kept (n x K, 1 when the decoded image kept k's label). L2-regularised (1e-3) logistic regression by Newton's method, 50
+ * steps; sets w, classifiers, samples, kept and loss. DJ_EINVAL for n < 2
+ * or a sample with non-finite terms. */
+int dj_compress_alloc_fit(long n, int K, const double *d, const float *margins, const uint8_t *kept,
+                          dj_compress_calibration *cal);
+
+/* A calibration as a JSON file (format "dmvjnd-alloc-calibration", version
+ * 1; written atomically) and back. Reading checks every field: a missing
+ * or wrong one is DJ_EFORMAT naming the file and the field. */
+int dj_compress_calibration_write(const dj_compress_calibration *cal, const char *path);
+int dj_compress_calibration_read(const char *path, dj_compress_calibration *cal);
+/* The calibration file beside a model: "<model without .safetensors>.alloc-<codec>.json". */
+int dj_compress_calibration_path(const char *model_path, int codec, char *out, size_t cap);
+/* DJ_EINVAL naming the difference when cal was not fitted for this codec,
+ * these classifiers (count and tags) and strength. */
+int dj_compress_calibration_check(const dj_compress_calibration *cal, int codec, const dj_jnd_generator *gen,
+                                  double strength);
 
 /* --------------------------------------------------------- evaluation */
 
@@ -246,6 +331,16 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                          int ngrid, dj_compress_coded_fn on_coded, dj_compress_progress_fn on_progress, void *user,
                          dj_compress_result *res);
 void dj_compress_result_free(dj_compress_result *res);
+
+/* Fit jnd-alloc's calibration on im (training images, not those it will be
+ * measured on): JND and margins once per image, every image plain-coded at
+ * every ladder quality of cfg (multiples of cfg->ladder_step, and 98 and
+ * 100), its distortion terms, and whether each of the generator's
+ * classifiers keeps its label (the extras are not used); then
+ * dj_compress_alloc_fit. cal also gets codec, tags, strength and images. */
+int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machines *machines,
+                          const dj_compress_images *im, dj_compress_progress_fn on_progress, void *user,
+                          dj_compress_calibration *cal);
 
 /* BD-rates and savings of every method against plain (called by
  * dj_compress_evaluate; exposed for tests). */

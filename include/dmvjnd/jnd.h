@@ -117,6 +117,14 @@ int dj_jnd_margin_update(const float *logits, int n, int classes, float *margin,
  * images' logits, e.g. after dj_cam_compute). DJ_EINVAL if it holds fewer. */
 int dj_jnd_margin_from_graph(const dj_graph *g, int n, float *margin, int first);
 
+/* The margin of a given label: p_label - max over j != label of p_j, in
+ * [-1, 1] (negative when another class wins). labels[i * stride] is image
+ * i's label; one outside 0..classes-1 or non-finite logits give -1 (the
+ * most careful). Used on the JND image x + e with the labels of x: how
+ * much of its margin an image keeps at its JND (dj_jnd_image_result). */
+int dj_jnd_label_margin(const float *logits, int n, int classes, const int32_t *labels, size_t stride,
+                        float *margin);
+
 /* ================================================================ 3. losses */
 
 /* The unit in which e is measured inside Loss2 and Loss3 (the paper does not

@@ -58,6 +58,13 @@ typedef struct dj_jnd_image_result {
     int32_t before[DJ_JND_MAX_CLASSIFIERS]; /* label of classifier k on x         */
     int32_t after[DJ_JND_MAX_CLASSIFIERS];  /* ... on the stored 8-bit x_hat        */
     int kept;                               /* classifiers with after == before    */
+    float margin[DJ_JND_MAX_CLASSIFIERS];   /* classifier k's p1 - p2 on x (softmax:
+                                               its label's probability less the
+                                               runner-up's; 0 for non-finite logits) */
+    float hat_margin[DJ_JND_MAX_CLASSIFIERS]; /* classifier k's margin of its label
+                                               of x on x_hat: p_label - max other
+                                               p, in [-1, 1], negative when x_hat
+                                               changed the label (dj_jnd_label_margin) */
     double psnr;          /* dB, 8-bit x vs x_hat (DJ_JND_PSNR_MAX when identical) */
     double mean_abs_e;    /* mean |255 e_pix| over pixels and channels (levels)   */
     double mean_abs_diff; /* mean |x_hat - x| of the stored bytes (levels)         */

@@ -39,6 +39,10 @@ typedef struct ctx {
     uint8_t *pass[DJ_BUDGET_KINDS];  /* [kind]: N*nl criterion results      */
     icache *cache;                   /* [image]                              */
     const dj_compress_method *guard; /* the method guard's candidates use    */
+    int alloc;                       /* jnd-alloc is measured: keep margins, c */
+    float *margin;                   /* N*2K0: margins on x, then on x_hat   */
+    float **cam;                     /* [image]: h*w merged CAM c            */
+    double *alloc_p, *alloc_bpp;     /* N*nl: jnd-alloc's P and bpp per rung */
     dj_compress_progress_fn on_progress;
     void *user;
     double t0;
@@ -68,15 +72,34 @@ static int prepare(ctx *c, const int *need) {
             return dj_error(DJ_ENOMEM, "compress: out of memory");
     c->ref = malloc((size_t)(im->n > 0 ? im->n : 1) * c->K * sizeof *c->ref);
     if (!c->ref) return dj_error(DJ_ENOMEM, "compress: out of memory");
+    if (c->alloc) {
+        c->margin = malloc((size_t)im->n * 2 * c->K0 * sizeof *c->margin);
+        c->cam = calloc((size_t)im->n, sizeof *c->cam);
+        if (!c->margin || !c->cam) return dj_error(DJ_ENOMEM, "compress: out of memory");
+    }
     for (int i0 = 0; !rc && i0 < im->n;) {
         int i1 = same_size_run(im, i0, c->cfg->batch), nb = i1 - i0;
         const int h = im->h[i0], w = im->w[i0];
         const size_t per = (size_t)h * w * 3;
         uint8_t *x = malloc((size_t)nb * per);
-        float *e = malloc((size_t)nb * per * sizeof *e);
-        if (!x || !e) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
+        float *e = malloc((size_t)nb * per * sizeof *e), *cam = NULL;
+        dj_jnd_image_result *res = NULL;
+        if (c->alloc) {
+            cam = malloc((size_t)nb * h * w * sizeof *cam);
+            res = malloc((size_t)nb * sizeof *res);
+        }
+        if (!x || !e || (c->alloc && (!cam || !res))) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
         for (int i = i0; !rc && i < i1; i++) memcpy(x + (size_t)(i - i0) * per, im->rgb[i], per);
-        if (!rc) rc = dj_jnd_generator_run(c->mach->gen, x, nb, h, w, NULL, e, NULL, NULL);
+        if (!rc) rc = dj_jnd_generator_run(c->mach->gen, x, nb, h, w, NULL, e, cam, res);
+        for (int i = i0; !rc && c->alloc && i < i1; i++) {
+            for (int k = 0; k < c->K0; k++) {
+                c->margin[(size_t)i * 2 * c->K0 + k] = res[i - i0].margin[k];
+                c->margin[(size_t)i * 2 * c->K0 + c->K0 + k] = res[i - i0].hat_margin[k];
+            }
+            if (!(c->cam[i] = malloc((size_t)h * w * sizeof(float))))
+                rc = dj_error(DJ_ENOMEM, "compress: out of memory");
+            else memcpy(c->cam[i], cam + (size_t)(i - i0) * h * w, (size_t)h * w * sizeof(float));
+        }
         if (!rc) rc = dj_compress_classify(c->mach, x, nb, h, w, c->ref + (size_t)i0 * c->K);
         for (int i = i0; !rc && i < i1; i++) {
             float *b[DJ_BUDGET_KINDS] = {0};
@@ -89,6 +112,8 @@ static int prepare(ctx *c, const int *need) {
         }
         free(x);
         free(e);
+        free(cam);
+        free(res);
         progress(c, "jnd", nb);
         i0 = i1;
     }
@@ -110,12 +135,63 @@ static int prepare_ladder(ctx *c, int kind) {
     return rc;
 }
 
+/* One image plain-coded at every ladder quality: the decoded images'
+ * distortion terms (dj_compress_alloc_distortion) into d (nl rows); the
+ * decoded images into dec (nl*h*w*3 bytes) when it is not NULL. */
+static int alloc_rungs(const ctx *c, int i, double *d, uint8_t *dec) {
+    const dj_compress_images *im = c->im;
+    const int h = im->h[i], w = im->w[i];
+    const size_t per = (size_t)h * w * 3;
+    const dj_compress_method *plain = dj_compress_method_at(0);
+    float *sb = malloc(per * sizeof *sb);
+    int rc = sb ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
+    for (size_t p = 0; !rc && p < per; p++) sb[p] = (float)(c->cfg->strength * c->budget[DJ_BUDGET_JND][i][p]);
+    for (int l = 0; !rc && l < c->nl; l++) {
+        dj_coded cd = {0};
+        uint8_t *out = NULL;
+        int dh = 0, dw = 0;
+        rc = dj_compress_code(c->cfg, plain, im->rgb[i], h, w, c->ladder[l], NULL, &cd);
+        if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &out, &dh, &dw);
+        if (!rc && (dh != h || dw != w))
+            rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
+        if (!rc) dj_compress_alloc_distortion(im->rgb[i], out, sb, c->cam[i], h, w, cd.payload, d + (size_t)l * DJ_ALLOC_DISTORTION);
+        if (!rc && dec) memcpy(dec + (size_t)l * per, out, per);
+        free(out);
+        dj_coded_free(&cd);
+    }
+    free(sb);
+    return rc;
+}
+
+/* jnd-alloc's predicted share kept and bpp on every ladder quality, once. */
+static int prepare_alloc(ctx *c) {
+    const dj_compress_images *im = c->im;
+    if (c->alloc_p) return DJ_OK;
+    const size_t nl = (size_t)c->nl, N = (size_t)(im->n > 0 ? im->n : 1);
+    c->alloc_p = malloc(N * nl * sizeof *c->alloc_p);
+    c->alloc_bpp = malloc(N * nl * sizeof *c->alloc_bpp);
+    double *d = malloc(nl * DJ_ALLOC_DISTORTION * sizeof *d);
+    int rc = c->alloc_p && c->alloc_bpp && d ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
+    for (int i = 0; !rc && i < im->n; i++) {
+        rc = alloc_rungs(c, i, d, NULL);
+        for (size_t l = 0; !rc && l < nl; l++) {
+            const double *dl = d + l * DJ_ALLOC_DISTORTION;
+            c->alloc_p[i * nl + l] = dj_compress_alloc_predict(c->cfg->calibration, dl, c->margin + (size_t)i * 2 * c->K0);
+            c->alloc_bpp[i * nl + l] = dl[3];
+        }
+        if (!rc && ((i + 1) % 100 == 0 || i + 1 == im->n)) progress(c, "alloc", (i + 1) % 100 ? (i + 1) % 100 : 100);
+    }
+    free(d);
+    return rc;
+}
+
 /* Images that code the same way share a key: plain (and WebP's rate and
  * guard, which code plain at q_i), each prefilter, each suppression budget. */
 static int coding_key(const dj_compress_config *cfg, const dj_compress_method *m) {
     switch (m->use) {
     case DJ_USE_PLAIN:
-    case DJ_USE_GUARD: return 0; /* guard codes plain: it shares plain's codings */
+    case DJ_USE_ALLOC:
+    case DJ_USE_GUARD: return 0; /* jnd-alloc and guard code plain: they share plain's codings */
     case DJ_USE_PREFILTER: return 10 + m->budget;
     default: return cfg->codec == DJ_CODEC_JPEG ? 20 + m->budget : 0;
     }
@@ -286,6 +362,11 @@ static void ctx_free(ctx *c) {
         free(c->pass[k]);
     }
     free(c->ref);
+    free(c->margin);
+    for (int i = 0; c->cam && i < c->im->n; i++) free(c->cam[i]);
+    free(c->cam);
+    free(c->alloc_p);
+    free(c->alloc_bpp);
     for (int i = 0; c->cache && i < c->im->n; i++) {
         for (int k = 0; k < c->cache[i].n; k++) {
             free(c->cache[i].e[k].labels);
@@ -319,6 +400,11 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
         npoints += ms[j]->use == DJ_USE_GUARD ? 1 : ngrid;
     }
     ctx c = {.cfg = cfg, .mach = machines, .im = im, .on_progress = on_progress, .user = user, .t0 = dj_now()};
+    for (int j = 0; !rc && j < nmethods; j++)
+        if (ms[j]->use == DJ_USE_ALLOC) {
+            c.alloc = 1;
+            rc = dj_compress_calibration_check(cfg->calibration, cfg->codec, machines->gen, cfg->strength);
+        }
     c.K0 = dj_jnd_generator_count(machines->gen);
     c.K = c.K0 + machines->nextra;
     c.nl = dj_compress_ladder(cfg, grid, ngrid, c.ladder);
@@ -357,6 +443,10 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
             c.total += (long)im->n * (c.pass[kind] ? 0 : 1);
             if ((rc = prepare_ladder(&c, kind))) break;
         }
+        if (m->use == DJ_USE_ALLOC) {
+            c.total += (long)im->n * (c.alloc_p ? 0 : 1);
+            if ((rc = prepare_alloc(&c))) break;
+        }
         for (int g = 0; !rc && g < (m->use == DJ_USE_GUARD ? 1 : ngrid); g++) {
             dj_compress_point *pt = &res->points[res->npoints];
             snprintf(pt->method, sizeof pt->method, "%s", m->name);
@@ -384,6 +474,12 @@ int dj_compress_evaluate(const dj_compress_config *cfg, const dj_compress_machin
                 for (int i = 0; !rc && i < im->n; i++) pt->fallback += fb[i];
                 free(start);
                 free(fb);
+            } else if (m->use == DJ_USE_ALLOC) {
+                const double lambda = dj_compress_alloc_lambda(grid[g]);
+                for (int i = 0; i < im->n; i++) {
+                    const size_t o = (size_t)i * c.nl;
+                    qi[i] = c.ladder[dj_compress_alloc_pick(c.alloc_p + o, c.alloc_bpp + o, c.nl, lambda)];
+                }
             } else {
                 for (int i = 0; i < im->n; i++)
                     qi[i] = m->use == DJ_USE_RATE
@@ -408,4 +504,64 @@ void dj_compress_result_free(dj_compress_result *res) {
     free(res->points);
     free(res->summary);
     memset(res, 0, sizeof *res);
+}
+
+int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machines *machines,
+                          const dj_compress_images *im, dj_compress_progress_fn on_progress, void *user,
+                          dj_compress_calibration *cal) {
+    memset(cal, 0, sizeof *cal);
+    int rc = dj_compress_config_check(cfg);
+    if (rc) return rc;
+    if (!machines || !machines->gen || !im || im->n < 1)
+        return dj_error(DJ_EINVAL, "compress calibrate: no images to fit on");
+    /* the generator's classifiers only: the calibration predicts what they keep */
+    dj_compress_machines four = {.gen = machines->gen};
+    ctx c = {.cfg = cfg, .mach = &four, .im = im, .on_progress = on_progress, .user = user, .t0 = dj_now(),
+             .alloc = 1};
+    c.K0 = c.K = dj_jnd_generator_count(machines->gen);
+    static const int top[] = {98, 100}; /* the finest rungs, where the labels that survive are decided */
+    c.nl = dj_compress_ladder(cfg, top, 2, c.ladder);
+    const long S = (long)im->n * c.nl;
+    double *d = malloc((size_t)S * DJ_ALLOC_DISTORTION * sizeof *d);
+    float *margin = malloc((size_t)S * 2 * c.K * sizeof *margin);
+    uint8_t *kept = malloc((size_t)S * c.K);
+    int need[DJ_BUDGET_KINDS] = {[DJ_BUDGET_JND] = 1};
+    c.total = (long)im->n * (1 + c.nl);
+    if (!d || !margin || !kept) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory for %ld samples", S);
+    if (!rc) rc = prepare(&c, need);
+    uint8_t *dec = NULL;
+    int32_t *lab = NULL;
+    for (int i = 0; !rc && i < im->n; i++) {
+        const size_t per = (size_t)im->h[i] * im->w[i] * 3;
+        uint8_t *dn = realloc(dec, (size_t)c.nl * per);
+        int32_t *ln = realloc(lab, (size_t)c.nl * c.K * sizeof *lab);
+        if (dn) dec = dn;
+        if (ln) lab = ln;
+        if (!dn || !ln) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory");
+        const long s0 = (long)i * c.nl;
+        if (!rc) rc = alloc_rungs(&c, i, d + s0 * DJ_ALLOC_DISTORTION, dec);
+        if (!rc) rc = dj_compress_classify(&four, dec, c.nl, im->h[i], im->w[i], lab);
+        for (int l = 0; !rc && l < c.nl; l++)
+            for (int k = 0; k < c.K; k++) {
+                margin[(s0 + l) * 2 * c.K + k] = c.margin[(size_t)i * 2 * c.K + k];
+                margin[(s0 + l) * 2 * c.K + c.K + k] = c.margin[(size_t)i * 2 * c.K + c.K + k];
+                kept[(s0 + l) * c.K + k] = lab[(size_t)l * c.K + k] == c.ref[(size_t)i * c.K + k];
+            }
+        if (!rc) progress(&c, "calibrate", c.nl);
+    }
+    free(dec);
+    free(lab);
+    if (!rc) rc = dj_compress_alloc_fit(S, c.K, d, margin, kept, cal);
+    if (!rc) {
+        cal->codec = cfg->codec;
+        cal->strength = cfg->strength;
+        cal->images = im->n;
+        for (int k = 0; k < c.K; k++)
+            snprintf(cal->tags[k], sizeof cal->tags[k], "%s", dj_jnd_generator_tag(machines->gen, k));
+    }
+    free(d);
+    free(margin);
+    free(kept);
+    ctx_free(&c);
+    return rc;
 }

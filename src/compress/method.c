@@ -20,6 +20,7 @@ static const dj_compress_method methods[] = {
     {"jnd-rate", DJ_BUDGET_JND, DJ_USE_RATE, "coarsest quality <= q meeting the criterion on s*b_jnd, + quant"},
     {"hvs-rate", DJ_BUDGET_HVS, DJ_USE_RATE, "the same on s*b_hvs"},
     {"flat-rate", DJ_BUDGET_FLAT, DJ_USE_RATE, "the same on the uniform budget"},
+    {"jnd-alloc", DJ_BUDGET_JND, DJ_USE_ALLOC, "per-image plain quality from the calibrated keep prediction (margins on x)"},
     {"guard", DJ_BUDGET_JND, DJ_USE_GUARD, "coarsest plain quality keeping the four classifiers' labels (known machines)"},
 };
 
@@ -43,7 +44,7 @@ int dj_compress_method_find(const char *name, int codec, const dj_compress_metho
         }
     return dj_error(DJ_EINVAL,
                     "unknown method '%s' (plain, jnd|hvs|flat-prefilter, jnd|hvs|flat-quant, "
-                    "jnd|hvs|flat-rate, guard)",
+                    "jnd|hvs|flat-rate, jnd-alloc, guard)",
                     name ? name : "(null)");
 }
 
@@ -177,6 +178,7 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
     int rc = DJ_OK;
     switch (m->use) {
     case DJ_USE_PLAIN:
+    case DJ_USE_ALLOC: /* plain coding at the quality it allocated */
     case DJ_USE_GUARD: /* plain coding: suppression would spend the label margin guard searches for */
         return encode_plain(cfg->codec, rgb, h, w, quality, out);
     case DJ_USE_PREFILTER: {

@@ -33,6 +33,8 @@ struct dj_jnd_generator {
     dj_tensor x, xc;                     /* normalised padded images; E-D input   */
     float *maps[DJ_JND_MAX_CLASSIFIERS]; /* each classifier's CAM, batch*ph*pw   */
     float *c, *ep, *margin;              /* merged CAM; cropped e; margin input  */
+    float *margins, *hat_margins;        /* p1 - p2 on x; own label's on x_hat:
+                                            classifier-major, count*batch each */
     uint8_t *xh;                         /* stored x + e                         */
     int32_t *before, *after, *tmp;       /* labels: batch*count, ..., batch      */
 };
@@ -56,11 +58,13 @@ static void drop_workspace(dj_jnd_generator *g) {
     free(g->c);
     free(g->ep);
     free(g->margin);
+    free(g->margins);
+    free(g->hat_margins);
     free(g->xh);
     free(g->before);
     free(g->after);
     free(g->tmp);
-    g->c = g->ep = g->margin = NULL;
+    g->c = g->ep = g->margin = g->margins = g->hat_margins = NULL;
     g->xh = NULL;
     g->before = g->after = g->tmp = NULL;
     g->ws_batch = 0;
@@ -90,6 +94,8 @@ static int ensure_workspace(dj_jnd_generator *g) {
     ok &= (g->c = malloc(B * PHW * sizeof *g->c)) != NULL;
     ok &= (g->ep = malloc(B * PHW * 3 * sizeof *g->ep)) != NULL;
     ok &= (g->margin = malloc(B * sizeof *g->margin)) != NULL;
+    ok &= (g->margins = malloc(B * K * sizeof *g->margins)) != NULL;
+    ok &= (g->hat_margins = malloc(B * K * sizeof *g->hat_margins)) != NULL;
     ok &= (g->xh = malloc(B * PHW * 3)) != NULL;
     ok &= (g->before = malloc(B * K * sizeof *g->before)) != NULL;
     ok &= (g->after = malloc(B * K * sizeof *g->after)) != NULL;
@@ -278,11 +284,23 @@ static int check_images(const dj_jnd_generator *g, const void *rgb, int n, int h
 }
 
 /* Labels of every classifier on the normalised padded batch x. */
-static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels) {
+/* Labels of every classifier; with own (x->n * count labels) also each
+ * classifier's margin of its label in own, into hat (count * batch,
+ * classifier-major). */
+static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels, const int32_t *own,
+                           float *hat) {
     for (int k = 0; k < g->count; k++) {
         int rc = dj_classify_batch(g->cls[k].graph, x, g->tmp, NULL, NULL);
         if (rc) return rc;
         for (int i = 0; i < x->n; i++) labels[(size_t)i * g->count + k] = g->tmp[i];
+        if (own) {
+            const dj_graph *gr = g->cls[k].graph;
+            const dj_tensor *z = dj_graph_node_output(gr, dj_graph_output_node(gr));
+            if (!z || !z->data || z->n < x->n)
+                return dj_error(DJ_EINTERNAL, "jnd generator: classifier %d kept no logits", k);
+            rc = dj_jnd_label_margin(z->data, x->n, z->c, own + k, (size_t)g->count, hat + (size_t)k * g->batch);
+            if (rc) return rc;
+        }
     }
     return DJ_OK;
 }
@@ -300,7 +318,7 @@ static int classify_any(dj_jnd_generator *g, const uint8_t *rgb, const float *f3
         dj_tensor x = dj_tensor_view(g->x.data, m, ph, pw, 3);
         pad_normalize_any(rgb ? rgb + (size_t)s * img : NULL, f32 ? f32 + (size_t)s * img : NULL, m, h, w, ph, pw,
                           &g->model.norm, x.data);
-        rc = classify_padded(g, &x, labels + (size_t)s * g->count);
+        rc = classify_padded(g, &x, labels + (size_t)s * g->count, NULL, NULL);
     }
     return rc;
 }
@@ -344,6 +362,7 @@ static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w
     for (int k = 0; k < K && !rc; k++) {
         rc = dj_cam_compute(g->cls[k].graph, &x, g->maps[k], g->tmp, NULL);
         if (!rc && margin) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, margin, k == 0);
+        if (!rc) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, g->margins + (size_t)k * g->batch, 1);
         for (int i = 0; !rc && i < n; i++) g->before[(size_t)i * K + k] = g->tmp[i];
     }
     if (!rc) rc = dj_cam_merge((const float *const *)g->maps, K, N * PHW, g->c);
@@ -371,7 +390,7 @@ static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w
     /* 4: the stored image; 5: labels after */
     dj_jnd_add_u8(rgb, ep, N * HW * 3, 1.f, xh);
     pad_normalize_any(xh, NULL, n, h, w, ph, pw, &g->model.norm, x.data);
-    if ((rc = classify_padded(g, &x, g->after))) return rc;
+    if ((rc = classify_padded(g, &x, g->after, g->before, g->hat_margins))) return rc;
 
 #pragma omp parallel for schedule(static) if (N * HW * 3 > PAR_MIN)
     for (int i = 0; i < n; i++) {
@@ -383,6 +402,8 @@ static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w
             for (int k = 0; k < K; k++) {
                 r->before[k] = g->before[(size_t)i * K + k];
                 r->after[k] = g->after[(size_t)i * K + k];
+                r->margin[k] = g->margins[(size_t)k * g->batch + i];
+                r->hat_margin[k] = g->hat_margins[(size_t)k * g->batch + i];
                 r->kept += r->before[k] == r->after[k];
             }
         }

@@ -37,3 +37,31 @@ int dj_jnd_margin_from_graph(const dj_graph *g, int n, float *margin, int first)
         return dj_error(DJ_EINVAL, "jnd margin: the classifier has no logits for %d images", n);
     return dj_jnd_margin_update(z->data, n, z->c, margin, first);
 }
+
+int dj_jnd_label_margin(const float *logits, int n, int classes, const int32_t *labels, size_t stride,
+                        float *margin) {
+    if (!logits || !labels || !margin || n < 0 || classes < 2)
+        return dj_error(DJ_EINVAL, "jnd label margin: bad arguments (%d images, %d classes)", n, classes);
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes;
+        const int32_t y = labels[(size_t)i * stride];
+        int top = 0, ok = y >= 0 && y < classes;
+        for (int j = 0; j < classes; j++) {
+            if (!isfinite(z[j])) ok = 0;
+            if (z[j] > z[top]) top = j;
+        }
+        if (!ok) {
+            margin[i] = -1.0f;
+            continue;
+        }
+        /* softmax shifted by the largest logit, as dj_jnd_margin_update */
+        double sum = 0.0, other = 0.0;
+        for (int j = 0; j < classes; j++) {
+            double v = exp((double)z[j] - z[top]);
+            sum += v;
+            if (j != y && v > other) other = v;
+        }
+        margin[i] = (float)((exp((double)z[y] - z[top]) - other) / sum);
+    }
+    return DJ_OK;
+}
