@@ -104,7 +104,7 @@ int dj_jnd_generator_batch(const dj_jnd_generator *g);
  * wrote for the same n images (x_hat, e and res are required) and updates
  * the images that had changed a label: e scaled in place (x_hat = x + e
  * still holds byte for byte), x_hat, and res (after = before, kept = all,
- * PSNR, mean |e|, mean |x_hat - x|). scale (may be NULL) gets each image's
+ * hat_margin on the new x_hat, PSNR, mean |e|, mean |x_hat - x|). scale (may be NULL) gets each image's
  * fraction: 1 (untouched), k/9, or 0. Afterwards every label is kept by
  * construction, so RCA says nothing about such output: judge the network by
  * dj_jnd_generator_run's own result, and this by its PSNR. On an error, each

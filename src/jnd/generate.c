@@ -305,8 +305,11 @@ static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *lab
     return DJ_OK;
 }
 
+/* Labels of n images (rgb or f32); with own (n * count labels, image-major)
+ * also each classifier's margin of own's label, into hat (n * count,
+ * image-major). */
 static int classify_any(dj_jnd_generator *g, const uint8_t *rgb, const float *f32, int n, int h, int w,
-                        int32_t *labels) {
+                        int32_t *labels, const int32_t *own, float *hat) {
     int rc = check_images(g, rgb ? (const void *)rgb : (const void *)f32, n, h, w, "jnd classify");
     if (rc) return rc;
     if (!labels) return dj_error(DJ_EINVAL, "jnd classify: NULL labels");
@@ -318,17 +321,21 @@ static int classify_any(dj_jnd_generator *g, const uint8_t *rgb, const float *f3
         dj_tensor x = dj_tensor_view(g->x.data, m, ph, pw, 3);
         pad_normalize_any(rgb ? rgb + (size_t)s * img : NULL, f32 ? f32 + (size_t)s * img : NULL, m, h, w, ph, pw,
                           &g->model.norm, x.data);
-        rc = classify_padded(g, &x, labels + (size_t)s * g->count, NULL, NULL);
+        rc = classify_padded(g, &x, labels + (size_t)s * g->count, own ? own + (size_t)s * g->count : NULL,
+                             own ? g->hat_margins : NULL);
+        for (int i = 0; !rc && own && i < m; i++)
+            for (int k = 0; k < g->count; k++)
+                hat[(size_t)(s + i) * g->count + k] = g->hat_margins[(size_t)k * g->batch + i];
     }
     return rc;
 }
 
 int dj_jnd_generator_classify(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w, int32_t *labels) {
-    return classify_any(g, rgb, NULL, n, h, w, labels);
+    return classify_any(g, rgb, NULL, n, h, w, labels, NULL, NULL);
 }
 
 int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, int h, int w, int32_t *labels) {
-    return classify_any(g, NULL, pix, n, h, w, labels);
+    return classify_any(g, NULL, pix, n, h, w, labels, NULL, NULL);
 }
 
 /* PSNR, mean |e| and mean |x_hat - x| of one image of n bytes. */
@@ -449,8 +456,9 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
     int *todo = malloc((size_t)m * sizeof *todo);
     uint8_t *xk = malloc((size_t)m * B);
     float *ek = malloc((size_t)m * B * sizeof *ek);
-    int32_t *labels = malloc((size_t)m * K * sizeof *labels);
-    if (!todo || !xk || !ek || !labels) {
+    int32_t *labels = malloc((size_t)m * K * sizeof *labels), *own = malloc((size_t)m * K * sizeof *own);
+    float *hat = malloc((size_t)m * K * sizeof *hat);
+    if (!todo || !xk || !ek || !labels || !own || !hat) {
         rc = dj_error(DJ_ENOMEM, "%s: out of memory", fn);
         goto out;
     }
@@ -470,7 +478,9 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
             for (size_t p = 0; p < B; p++) ek[(size_t)j * B + p] = k ? s * e[o + p] : 0.f;
             dj_jnd_add_u8(rgb + o, ek + (size_t)j * B, B, 1.f, xk + (size_t)j * B);
         }
-        if (k && (rc = dj_jnd_generator_classify(g, xk, m, h, w, labels))) break;
+        for (int j = 0; j < m; j++)
+            for (int c = 0; c < K; c++) own[(size_t)j * K + c] = res[todo[j]].before[c];
+        if (k && (rc = classify_any(g, xk, NULL, m, h, w, labels, own, hat))) break;
         int left = 0;
         for (int j = 0; j < m; j++) {
             const int i = todo[j];
@@ -486,7 +496,12 @@ int dj_jnd_generator_keep_labels(dj_jnd_generator *g, const uint8_t *rgb, int n,
             const size_t o = (size_t)i * B;
             memcpy(e + o, ek + (size_t)j * B, B * sizeof *e);
             memcpy(x_hat + o, xk + (size_t)j * B, B);
-            for (int c = 0; c < K; c++) res[i].after[c] = res[i].before[c];
+            /* x's labels on the new x_hat, and their margins there (x_hat = x
+             * when k = 0: the margins on x) */
+            for (int c = 0; c < K; c++) {
+                res[i].after[c] = res[i].before[c];
+                res[i].hat_margin[c] = k ? hat[(size_t)j * K + c] : res[i].margin[c];
+            }
             res[i].kept = K;
             image_stats(rgb + o, x_hat + o, e + o, B, &res[i]);
             if (scale) scale[i] = s;
@@ -498,5 +513,7 @@ out:
     free(xk);
     free(ek);
     free(labels);
+    free(own);
+    free(hat);
     return rc;
 }
