@@ -93,6 +93,40 @@ static void test_matches_reference(void) {
         CHECK(res[i].kept == (res[i].before[0] == res[i].after[0]) + (res[i].before[1] == res[i].after[1]));
     }
     printf("32x32: %d of %d labels changed, %d bytes changed\n", flips, 2 * N, changed);
+    /* margins: p1 - p2 of each classifier's softmax on x, and on x_hat the
+     * probability of x's label less the largest other, from
+     * dj_classify_batch's probabilities */
+    {
+        double worst = 0;
+        int negative = 0;
+        for (int k = 0; k < 2; k++) {
+            float pr[N * 10], ph[N * 10];
+            CHECK_OK(dj_classify_batch(gs[k], &x, NULL, NULL, pr));
+            CHECK_OK(dj_classify_batch(gs[k], &xr, NULL, NULL, ph));
+            for (int i = 0; i < N; i++) {
+                const float *a = pr + i * 10, *b = ph + i * 10;
+                const int y = res[i].before[k];
+                double p1 = -1, p2 = -1, other = 0;
+                for (int j = 0; j < 10; j++) {
+                    if (a[j] > p1) p2 = p1, p1 = a[j];
+                    else if (a[j] > p2) p2 = a[j];
+                    if (j != y && b[j] > other) other = b[j];
+                }
+                CHECK(y >= 0 && y < 10);
+                const double hat = y >= 0 && y < 10 ? b[y] - other : NAN;
+                worst = fmax(worst, fmax(fabs(res[i].margin[k] - (p1 - p2)), fabs(res[i].hat_margin[k] - hat)));
+                CHECK(res[i].margin[k] >= 0.0f && res[i].margin[k] <= 1.0f);
+                CHECK(res[i].hat_margin[k] >= -1.0f && res[i].hat_margin[k] <= 1.0f);
+                /* negative exactly when x_hat changed the label (0: a tie) */
+                if (res[i].after[k] != res[i].before[k]) CHECK(res[i].hat_margin[k] <= 0.0f);
+                else CHECK(res[i].hat_margin[k] >= 0.0f);
+                negative += res[i].hat_margin[k] < 0;
+            }
+        }
+        printf("32x32: margins within %.2g of the softmax probabilities, %d negative on x_hat\n", worst, negative);
+        CHECK(worst <= 1e-5);
+        CHECK(negative == flips);
+    }
     /* dj_jnd_generator_classify agrees with "after" */
     int32_t lab[N * 2];
     CHECK_OK(dj_jnd_generator_classify(g, xh, N, 32, 32, lab));
@@ -189,7 +223,14 @@ static void test_keep_labels(void) {
         const size_t o = (size_t)i * nb;
         int32_t lab[K];
         CHECK(res[i].kept == K);
+        /* every label kept: the margins on x_hat are not negative, and
+         * those on x are what generation measured */
+        for (int c = 0; c < K; c++) {
+            CHECK(res[i].hat_margin[c] >= 0.0f && res[i].hat_margin[c] <= 1.0f);
+            CHECK(res[i].margin[c] == res0[i].margin[c]);
+        }
         if (res0[i].kept == K) {
+            CHECK(!memcmp(res[i].hat_margin, res0[i].hat_margin, sizeof res[i].hat_margin));
             CHECK(scale[i] == 1.f && !memcmp(xh + o, xh0 + o, nb) && !memcmp(e + o, e0 + o, nb * sizeof(float)));
             CHECK(res[i].psnr == res0[i].psnr);
             continue;
@@ -214,6 +255,10 @@ static void test_keep_labels(void) {
         dj_jnd_add_u8(px + o, tmpe, nb, 1.f, tmp8);
         CHECK_OK(dj_jnd_generator_classify(g, tmp8, 1, 32, 32, lab));
         CHECK(lab[0] != res0[i].before[0] || lab[1] != res0[i].before[1]);
+        /* no distortion left: x_hat = x, so the margin of x's label on
+         * x_hat is its margin on x */
+        if (k == 0)
+            for (int c = 0; c < K; c++) CHECK_CLOSE(res[i].hat_margin[c], res[i].margin[c], 1e-6, 0);
         partial += k > 0;
         dropped += k == 0;
     }
@@ -393,6 +438,10 @@ static void test_batch_sizes(void) {
             CHECK(!memcmp(res[t][i].before, res[0][i].before, sizeof res[0][i].before));
             CHECK(!memcmp(res[t][i].after, res[0][i].after, sizeof res[0][i].after));
             CHECK(res[t][i].psnr == res[0][i].psnr);
+            for (int k = 0; k < 2; k++) {
+                CHECK_CLOSE(res[t][i].margin[k], res[0][i].margin[k], 1e-5, 0);
+                CHECK_CLOSE(res[t][i].hat_margin[k], res[0][i].hat_margin[k], 1e-5, 0);
+            }
         }
     }
     printf("passes of %d, 4, 1: max |e difference| %.2g, max |cam difference| %.2g\n", N, e_err, cam_err);

@@ -1,6 +1,8 @@
 /* The margin plane of the E-D's input (dmvjnd/jnd.h, section 2): the
  * smallest over the classifiers of p1 - p2, checked against a plain
- * double-precision softmax, and taken from a classifier graph's logits. */
+ * double-precision softmax, and taken from a classifier graph's logits;
+ * and the margin of a given label (dj_jnd_label_margin) on hand-worked
+ * softmaxes and against long double. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -112,11 +114,133 @@ static void test_from_graph(void) {
     dj_graph_destroy(g);
 }
 
+/* The margin of a given label (dj_jnd_label_margin): p_label - max other p,
+ * against hand-worked softmaxes and a long double reference. */
+static double naive_label_margin(const float *z, int k, int y) {
+    long double p[64], sum = 0, other = 0;
+    for (int j = 0; j < k; j++) sum += p[j] = expl((long double)z[j]);
+    for (int j = 0; j < k; j++)
+        if (j != y && p[j] / sum > other) other = p[j] / sum;
+    return (double)(p[y] / sum - other);
+}
+
+static void test_label_margin(void) {
+    const double e2 = exp(2.0);
+    float z3[3] = {2.0f, 0.0f, 0.0f}, two[2] = {0.0f, logf(3.0f)}, tie[3] = {1.0f, 1.0f, 0.0f}, m[4];
+    int32_t y;
+    /* own label winning: (e^2 - 1) / (e^2 + 2); losing: the negative */
+    y = 0;
+    CHECK_OK(dj_jnd_label_margin(z3, 1, 3, &y, 1, m));
+    CHECK_CLOSE(m[0], (e2 - 1) / (e2 + 2), 1e-7, 0);
+    y = 1;
+    CHECK_OK(dj_jnd_label_margin(z3, 1, 3, &y, 1, m));
+    CHECK_CLOSE(m[0], (1 - e2) / (e2 + 2), 1e-7, 0);
+    CHECK(m[0] < 0);
+    y = 2;
+    CHECK_OK(dj_jnd_label_margin(z3, 1, 3, &y, 1, m));
+    CHECK_CLOSE(m[0], (1 - e2) / (e2 + 2), 1e-7, 0);
+    /* two classes, p = 1/4, 3/4 */
+    y = 1;
+    CHECK_OK(dj_jnd_label_margin(two, 1, 2, &y, 1, m));
+    CHECK_CLOSE(m[0], 0.5, 1e-7, 0);
+    y = 0;
+    CHECK_OK(dj_jnd_label_margin(two, 1, 2, &y, 1, m));
+    CHECK_CLOSE(m[0], -0.5, 1e-7, 0);
+    /* a tie for the top: 0 for either of the two, negative for the third */
+    y = 0;
+    CHECK_OK(dj_jnd_label_margin(tie, 1, 3, &y, 1, m));
+    CHECK(m[0] == 0.0f);
+    y = 1;
+    CHECK_OK(dj_jnd_label_margin(tie, 1, 3, &y, 1, m));
+    CHECK(m[0] == 0.0f);
+    y = 2;
+    CHECK_OK(dj_jnd_label_margin(tie, 1, 3, &y, 1, m));
+    CHECK_CLOSE(m[0], (1 - exp(1.0)) / (2 * exp(1.0) + 1), 1e-7, 0);
+    /* sure either way: about 1 and -1, never outside [-1, 1]; huge logits
+     * do not overflow (shifted by the largest) */
+    float sure[3] = {60.0f, 0.0f, 0.0f}, huge[3] = {1000.0f, 999.0f, -1000.0f};
+    y = 0;
+    CHECK_OK(dj_jnd_label_margin(sure, 1, 3, &y, 1, m));
+    CHECK(m[0] <= 1.0f && m[0] > 0.999999f);
+    y = 2;
+    CHECK_OK(dj_jnd_label_margin(sure, 1, 3, &y, 1, m));
+    CHECK(m[0] >= -1.0f && m[0] < -0.999999f);
+    y = 1;
+    CHECK_OK(dj_jnd_label_margin(huge, 1, 3, &y, 1, m));
+    CHECK_CLOSE(m[0], -(1 - exp(-1.0)) / (1 + exp(-1.0)), 1e-7, 0);
+    /* a label outside 0..classes-1, NaN or infinite logits: -1 */
+    int32_t bad[3] = {-1, 3, 1 << 30};
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(dj_jnd_label_margin(z3, 1, 3, &bad[i], 1, m));
+        CHECK(m[0] == -1.0f);
+    }
+    float nan3[3] = {1.0f, NAN, 0.0f}, inf3[3] = {INFINITY, 0.0f, 0.0f}, ninf3[3] = {0.0f, -INFINITY, 0.0f};
+    y = 0;
+    CHECK_OK(dj_jnd_label_margin(nan3, 1, 3, &y, 1, m));
+    CHECK(m[0] == -1.0f);
+    CHECK_OK(dj_jnd_label_margin(inf3, 1, 3, &y, 1, m));
+    CHECK(m[0] == -1.0f);
+    CHECK_OK(dj_jnd_label_margin(ninf3, 1, 3, &y, 1, m));
+    CHECK(m[0] == -1.0f);
+    /* stride: image i's label is labels[i * stride] (e.g. one classifier's
+     * column of an image-major n x K label table); the others are not read
+     * as labels. Image 1 has NaN logits: only it gets -1. */
+    float zs[4 * 3] = {2.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 2.0f, 1.0f, NAN, 0.0f};
+    int32_t ls[4 * 3] = {0, 7, 7, 2, 7, 7, 2, -9, -9, 0, -9, -9};
+    float ms[4] = {9, 9, 9, 9};
+    CHECK_OK(dj_jnd_label_margin(zs, 3, 3, ls, 3, ms));
+    CHECK_CLOSE(ms[0], (e2 - 1) / (e2 + 2), 1e-7, 0);
+    CHECK_CLOSE(ms[1], 0.0, 1e-7, 0); /* uniform: 1/3 - 1/3 */
+    CHECK_CLOSE(ms[2], (e2 - 1) / (e2 + 2), 1e-7, 0);
+    CHECK(ms[3] == 9); /* n = 3: the fourth is not written */
+    CHECK_OK(dj_jnd_label_margin(zs + 3, 3, 3, ls + 3, 3, ms)); /* from image 1 on */
+    CHECK_CLOSE(ms[0], 0.0, 1e-7, 0);
+    CHECK_CLOSE(ms[1], (e2 - 1) / (e2 + 2), 1e-7, 0);
+    CHECK(ms[2] == -1.0f);
+    /* random logits and labels against long double; with the argmax as the
+     * label it is dj_jnd_margin_update's p1 - p2 */
+    enum { N = 300, K = 10 };
+    float z[N * K], lm[N], gap[N], top[N];
+    int32_t lab[N], arg[N];
+    dj_rng r;
+    dj_rng_seed(&r, 23);
+    for (int i = 0; i < N * K; i++) z[i] = 12.0f * (dj_rng_uniform(&r) - 0.5f);
+    for (int i = 0; i < N; i++) {
+        lab[i] = (int32_t)dj_rng_below(&r, K);
+        arg[i] = 0;
+        for (int j = 1; j < K; j++)
+            if (z[i * K + j] > z[i * K + arg[i]]) arg[i] = j;
+    }
+    CHECK_OK(dj_jnd_label_margin(z, N, K, lab, 1, lm));
+    CHECK_OK(dj_jnd_label_margin(z, N, K, arg, 1, top));
+    CHECK_OK(dj_jnd_margin_update(z, N, K, gap, 1));
+    double worst = 0;
+    int negative = 0;
+    for (int i = 0; i < N; i++) {
+        worst = fmax(worst, fabs(lm[i] - naive_label_margin(z + i * K, K, lab[i])));
+        CHECK(lm[i] >= -1.0f && lm[i] <= 1.0f);
+        CHECK((lm[i] < 0) == (lab[i] != arg[i]) || lm[i] == 0);
+        negative += lm[i] < 0;
+        CHECK_CLOSE(top[i], gap[i], 1e-6, 0);
+    }
+    printf("label margin: max |margin - long double reference| over %d images: %.2g (%d negative)\n", N, worst,
+           negative);
+    CHECK(worst <= 1e-6);
+    CHECK(negative > N / 2); /* random labels mostly lose */
+    /* errors; n = 0 writes nothing */
+    CHECK_FAILS(dj_jnd_label_margin(z, 1, 1, lab, 1, lm), DJ_EINVAL, "1 classes");
+    CHECK_FAILS(dj_jnd_label_margin(NULL, 1, 3, lab, 1, lm), DJ_EINVAL, "jnd label margin");
+    CHECK_FAILS(dj_jnd_label_margin(z, 1, 3, NULL, 1, lm), DJ_EINVAL, "jnd label margin");
+    CHECK_FAILS(dj_jnd_label_margin(z, -1, 3, lab, 1, lm), DJ_EINVAL, "-1 images");
+    CHECK_OK(dj_jnd_label_margin(z, 0, 3, lab, 1, lm));
+}
+
 int main(void) {
     dj_set_num_threads(2);
     RUN(test_against_softmax);
     RUN(test_edge_cases);
     RUN(test_minimum_over_classifiers);
     RUN(test_from_graph);
+    RUN(test_label_margin);
     return check_report("test_jnd_margin");
 }
