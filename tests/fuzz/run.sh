@@ -9,9 +9,9 @@
 #   FUZZ_SECONDS=10 tests/fuzz/run.sh png  some harnesses, 10 s each
 #   FUZZ_RUNS=1000000 tests/fuzz/run.sh    a fixed number of executions instead
 #
-# Harnesses: safetensors json cifar10 png cli jpeg webp. Needs clang and its runtime
-# (Debian: clang, libclang-rt-14-dev), libpng, zlib, oneDNN (cli), libjpeg-turbo
-# (jpeg), libwebp (webp).
+# Harnesses: safetensors json cifar10 png cli jpeg webp calibration. Needs clang
+# and its runtime (Debian: clang, libclang-rt-14-dev), libpng, zlib, oneDNN
+# (cli), libjpeg-turbo (jpeg, calibration), libwebp (webp, calibration).
 # Binaries and objects go to $FUZZ_BUILD (default build-fuzz/); inputs the
 # fuzzer finds interesting to build-fuzz/corpus/<name>/ (kept between runs,
 # the seeds in tests/fuzz/corpus stay clean); a finding is saved as
@@ -24,7 +24,7 @@ RUNS=${FUZZ_RUNS:-}
 OUT=${FUZZ_BUILD:-$ROOT/build-fuzz}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 CC=${FUZZ_CC:-clang}
-ALL="safetensors json cifar10 png cli jpeg webp"
+ALL="safetensors json cifar10 png cli jpeg webp calibration"
 NAMES=${*:-$ALL}
 
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
@@ -66,6 +66,11 @@ build() {
          link="-Wl,--wrap=dj_cifar10_load -Wl,--wrap=dj_bench_run -ldnnl -lpng -ljpeg -lwebp -lz -lgomp" ;;
     jpeg) variant=lite; srcs=(src/codec/jpeg.c src/codec/suppress.c src/core/error.c); link="-ljpeg -lpthread" ;;
     webp) variant=lite; srcs=(src/codec/webp.c src/codec/jpeg.c src/core/error.c); link="-lwebp -ljpeg" ;;
+    # jnd-alloc's calibration file; method.c (codec names) brings the codecs
+    # and budgets along, the harness stubs the two generator calls.
+    calibration) variant=full; srcs=(src/compress/alloc.c src/compress/method.c src/compress/budget.c
+         src/compress/hvs_jnd.c src/codec/jpeg.c src/codec/suppress.c src/codec/webp.c src/io/json.c
+         src/util/fileio.c src/core/error.c src/core/tensor.c); link="-lwebp -ljpeg -lpthread" ;;
     *) echo "fuzz: unknown harness '$name' (have: $ALL)"; return 2 ;;
     esac
     flags=$COV_FULL; [ "$variant" = lite ] && flags=$COV_LITE
