@@ -862,13 +862,20 @@ static void test_calibrate_and_evaluate(void) {
                 const double b = p[(size_t)i * nl + best] - lambda * bpp[(size_t)i * nl + best];
                 if (a > b || (a == b && bpp[(size_t)i * nl + l] < bpp[(size_t)i * nl + best])) best = l;
             }
-            if (ladder[best] != s.q[g][i]) {
-                fprintf(stderr, "image %d at q%d: jnd-alloc coded at %d, expected %d\n", i, grid[g], s.q[g][i],
-                        ladder[best]);
-                mismatch++;
+            int got = -1;
+            for (int l = 0; l < nl; l++)
+                if (ladder[l] == s.q[g][i]) got = l;
+            if (got != best) {
+                /* only a near-tie (the two computations of p may differ in
+                 * the last bits) may go either way */
+                const double sb = p[(size_t)i * nl + best] - lambda * bpp[(size_t)i * nl + best];
+                const double sg = got < 0 ? -INFINITY : p[(size_t)i * nl + got] - lambda * bpp[(size_t)i * nl + got];
+                fprintf(stderr, "image %d at q%d: jnd-alloc coded at %d, expected %d (score %.17g vs %.17g)\n", i,
+                        grid[g], s.q[g][i], ladder[best], sg, sb);
+                mismatch += !(sb - sg <= 1e-12);
             }
             /* the payload it reports is that of the plain coding at the quality chosen */
-            CHECK_CLOSE(8.0 * s.payload[g][i] / 1024, bpp[(size_t)i * nl + best], 0, 1e-12);
+            if (got >= 0) CHECK_CLOSE(8.0 * s.payload[g][i] / 1024, bpp[(size_t)i * nl + got], 0, 1e-12);
         }
         CHECK_CLOSE(pa[g]->bpp, 8 * sum_payload / (NTEST * 1024.0), 1e-12, 1e-12);
         CHECK_CLOSE(pa[g]->mean_q, sum_q / NTEST, 1e-12, 1e-12);
