@@ -30,8 +30,8 @@ def main(argv):
             curves.setdefault(row["method"], []).append(
                 (float(row["bpp"]), float(row["rca_mean"]), int(row["quality"])))
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    styles = {"prefilter": ":", "quant": "--", "rate": "-."}
-    colors = {"plain": "black", "jnd": "tab:red", "hvs": "tab:blue", "flat": "tab:green"}
+    styles = {"prefilter": ":", "quant": "--", "rate": "-.", "alloc": "-"}
+    colors = {"plain": "black", "jnd": "tab:red", "hvs": "tab:blue", "flat": "tab:green", "alloc": "tab:orange"}
     for method, pts in curves.items():
         pts.sort()
         xs = [p[0] for p in pts]
@@ -40,9 +40,9 @@ def main(argv):
             ax.plot(xs, ys, marker="*", markersize=14, linestyle="none", color="tab:purple",
                     label="guard (classifiers check each image)")
             continue
-        family = method.split("-")[0]
+        family = "alloc" if method == "jnd-alloc" else method.split("-")[0]
         kind = method.split("-")[1] if "-" in method else ""
-        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=2.2 if method == "plain" else 1.4,
+        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=2.2 if method in ("plain", "jnd-alloc") else 1.4,
                 linestyle=styles.get(kind, "-"), color=colors.get(family, None), label=method)
     ax.set_xscale("log")
     ax.set_xlabel("rate (bits per pixel, entropy-coded bytes without headers; log scale)")

@@ -188,7 +188,8 @@ int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int 
  * decoded image keeps k's label of x" on DJ_ALLOC_FEATURES features
  * (dj_compress_alloc_features). Distortion terms of the decoded image:
  * log(mse), log(cmse), over, log(bpp), where mse is the mean squared error
- * in levels, cmse the same weighted per pixel by the JND's merged CAM c,
+ * in levels (each log of the value + 1e-3; bpp's of max(bpp, 1e-3)), cmse
+ * the same weighted per pixel by the JND's merged CAM c,
  * over the share of values with |decoded - x| > s*b_jnd and bpp the
  * header-free bits per pixel. The image's tolerance, from the JND
  * generation (dj_jnd_image_result): lm_k = log of classifier k's margin
@@ -236,8 +237,9 @@ int dj_compress_alloc_pick(const double *p, const double *bpp, int n, double lam
 
 /* Fit cal->w from n samples: d (n x DJ_ALLOC_DISTORTION), margins (n x 2K,
  * the sample's image's margins as dj_compress_alloc_features takes them),
- * kept (n x K, 1 when the decoded image kept k's label). L2-regularised (1e-3) logistic regression by Newton's method, 50
- * steps; sets w, classifiers, samples, kept and loss. DJ_EINVAL for n < 2
+ * kept (n x K, 1 when the decoded image kept k's label). L2-regularised
+ * (1e-3) logistic regression by Newton's method, 50 steps; sets w,
+ * classifiers, samples, kept and loss. DJ_EINVAL for n < 2
  * or a sample with non-finite terms. */
 int dj_compress_alloc_fit(long n, int K, const double *d, const float *margins, const uint8_t *kept,
                           dj_compress_calibration *cal);

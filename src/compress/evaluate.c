@@ -154,7 +154,9 @@ static int alloc_rungs(const ctx *c, int i, double *d, uint8_t *dec) {
         if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &out, &dh, &dw);
         if (!rc && (dh != h || dw != w))
             rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
-        if (!rc) dj_compress_alloc_distortion(im->rgb[i], out, sb, c->cam[i], h, w, cd.payload, d + (size_t)l * DJ_ALLOC_DISTORTION);
+        if (!rc)
+            dj_compress_alloc_distortion(im->rgb[i], out, sb, c->cam[i], h, w, cd.payload,
+                                         d + (size_t)l * DJ_ALLOC_DISTORTION);
         if (!rc && dec) memcpy(dec + (size_t)l * per, out, per);
         free(out);
         dj_coded_free(&cd);
@@ -176,7 +178,8 @@ static int prepare_alloc(ctx *c) {
         rc = alloc_rungs(c, i, d, NULL);
         for (size_t l = 0; !rc && l < nl; l++) {
             const double *dl = d + l * DJ_ALLOC_DISTORTION;
-            c->alloc_p[i * nl + l] = dj_compress_alloc_predict(c->cfg->calibration, dl, c->margin + (size_t)i * 2 * c->K0);
+            const float *margins = c->margin + (size_t)i * 2 * c->K0;
+            c->alloc_p[i * nl + l] = dj_compress_alloc_predict(c->cfg->calibration, dl, margins);
             c->alloc_bpp[i * nl + l] = dl[3];
         }
         if (!rc && ((i + 1) % 100 == 0 || i + 1 == im->n)) progress(c, "alloc", (i + 1) % 100 ? (i + 1) % 100 : 100);
@@ -529,25 +532,32 @@ int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machi
     c.total = (long)im->n * (1 + c.nl);
     if (!d || !margin || !kept) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory for %ld samples", S);
     if (!rc) rc = prepare(&c, need);
+    /* images of one size, cfg->batch decoded candidates per classifier call */
+    const int per_call = cfg->batch / c.nl > 0 ? cfg->batch / c.nl : 1;
     uint8_t *dec = NULL;
     int32_t *lab = NULL;
-    for (int i = 0; !rc && i < im->n; i++) {
-        const size_t per = (size_t)im->h[i] * im->w[i] * 3;
-        uint8_t *dn = realloc(dec, (size_t)c.nl * per);
-        int32_t *ln = realloc(lab, (size_t)c.nl * c.K * sizeof *lab);
+    for (int i0 = 0; !rc && i0 < im->n;) {
+        const int i1 = same_size_run(im, i0, per_call), nb = i1 - i0;
+        const size_t per = (size_t)im->h[i0] * im->w[i0] * 3;
+        uint8_t *dn = realloc(dec, (size_t)nb * c.nl * per);
+        int32_t *ln = realloc(lab, (size_t)nb * c.nl * c.K * sizeof *lab);
         if (dn) dec = dn;
         if (ln) lab = ln;
         if (!dn || !ln) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory");
-        const long s0 = (long)i * c.nl;
-        if (!rc) rc = alloc_rungs(&c, i, d + s0 * DJ_ALLOC_DISTORTION, dec);
-        if (!rc) rc = dj_compress_classify(&four, dec, c.nl, im->h[i], im->w[i], lab);
-        for (int l = 0; !rc && l < c.nl; l++)
-            for (int k = 0; k < c.K; k++) {
-                margin[(s0 + l) * 2 * c.K + k] = c.margin[(size_t)i * 2 * c.K + k];
-                margin[(s0 + l) * 2 * c.K + c.K + k] = c.margin[(size_t)i * 2 * c.K + c.K + k];
-                kept[(s0 + l) * c.K + k] = lab[(size_t)l * c.K + k] == c.ref[(size_t)i * c.K + k];
+        for (int i = i0; !rc && i < i1; i++)
+            rc = alloc_rungs(&c, i, d + (size_t)i * c.nl * DJ_ALLOC_DISTORTION, dec + (size_t)(i - i0) * c.nl * per);
+        if (!rc) rc = dj_compress_classify(&four, dec, nb * c.nl, im->h[i0], im->w[i0], lab);
+        for (int i = i0; !rc && i < i1; i++)
+            for (int l = 0; l < c.nl; l++) {
+                const size_t s = (size_t)i * c.nl + l, j = (size_t)(i - i0) * c.nl + l;
+                for (int k = 0; k < c.K; k++) {
+                    margin[s * 2 * c.K + k] = c.margin[(size_t)i * 2 * c.K + k];
+                    margin[s * 2 * c.K + c.K + k] = c.margin[(size_t)i * 2 * c.K + c.K + k];
+                    kept[s * c.K + k] = lab[j * c.K + k] == c.ref[(size_t)i * c.K + k];
+                }
             }
-        if (!rc) progress(&c, "calibrate", c.nl);
+        if (!rc) progress(&c, "calibrate", (long)nb * c.nl);
+        i0 = i1;
     }
     free(dec);
     free(lab);
