@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """How far can per-image JPEG quality allocation go without checking the coded images with the
-classifiers? (docs/compression.md, "Per-image allocation without the classifiers".)
+classifiers? (docs/compression.md, "jnd-alloc: per-image allocation without the classifiers";
+`dmvjnd compress --methods jnd-alloc` is the built form, with the margins on x + e added.)
 
     /usr/bin/python3 tools/torch/alloc_study.py [--model models/jnd_v1.0.safetensors]
         [--cifar data/cifar-10-batches-bin] [--train 3000] [--test 1000] [--cache DIR] [--threads 2]
