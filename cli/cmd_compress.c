@@ -169,7 +169,6 @@ static int write_text(const char *dir, const char *name, const char *text) {
     return dj_write_file_atomic(path, text, strlen(text));
 }
 
-/* "10,20,30" -> ints in 1..100; EXIT_USAGE with a message otherwise. */
 /* jnd-alloc's calibration: --calibration FILE, or the one beside the model
  * (dj_compress_calibration_path). When jnd-alloc is only in the default
  * method list and the model has none beside it, jnd-alloc is left out with
@@ -200,6 +199,7 @@ static int load_calibration(const char *model, const char *path, int codec, int 
     return st ? cli_fail(CMD, st) : EXIT_OK;
 }
 
+/* "10,20,30" -> ints in 1..100; EXIT_USAGE with a message otherwise. */
 static int parse_grid(const char *s, int *q, int *n) {
     *n = 0;
     for (const char *p = s; *p;) {

@@ -283,10 +283,9 @@ static int check_images(const dj_jnd_generator *g, const void *rgb, int n, int h
     return DJ_OK;
 }
 
-/* Labels of every classifier on the normalised padded batch x. */
-/* Labels of every classifier; with own (x->n * count labels) also each
- * classifier's margin of its label in own, into hat (count * batch,
- * classifier-major). */
+/* Labels of every classifier on the normalised padded batch x; with own
+ * (x->n * count labels) also each classifier's margin of its label in own,
+ * into hat (count * batch, classifier-major). */
 static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *labels, const int32_t *own,
                            float *hat) {
     for (int k = 0; k < g->count; k++) {
