@@ -23,7 +23,10 @@ images, evaluated on the test images:
     MSE, share of values past the DMV-JND budget 255|e|, log bits);
   * margin + distortion: the same plus each classifier's margin p1 - p2 on x (from the forward
     pass on x that the JND generator makes anyway for the class activation maps), and its
-    products with the distortion features.
+    products with the distortion features;
+  * jnd-alloc's features: the same plus each classifier's margin of its label on the JND image
+    x + e (p_label - max other p, from the pass that labels x + e), for k and as the minimum,
+    and its products with the distortion features (include/dmvjnd/compress.h, "jnd-alloc").
 Also the Spearman correlation of the coarsest quality keeping all labels with per-image mean |e|,
 mean c and the smallest margin. Prints one line per predictor and a JSON line.
 """
@@ -97,16 +100,36 @@ def build(twin, u8):
     return d
 
 
+def hat_margins(twin, u8):
+    """Each classifier's margin of its label of x on the stored JND image x + e (n, K)."""
+    out = []
+    for s in range(0, len(u8), 250):
+        before, _, _, xh, _, _ = twin.generate(u8[s:s + 250])
+        x = twin.normalize(xh.float() / 255.0)
+        ms = []
+        with torch.no_grad():
+            for k, net in enumerate(twin.nets):
+                p = torch.softmax(net(x), 1)
+                own = p.gather(1, before[:, k:k + 1])[:, 0]
+                other = p.scatter(1, before[:, k:k + 1], -1.0).max(1)[0]
+                ms.append((own - other).numpy())
+        out.append(np.stack(ms, 1))
+    return np.concatenate(out)
+
+
 def load_or_build(twin, path, u8):
     if path and os.path.exists(path):
-        return dict(np.load(path))
-    d = build(twin, u8)
+        d = dict(np.load(path))
+    else:
+        d = build(twin, u8)
+    if "hat" not in d:  # caches written before the x + e margins were studied
+        d["hat"] = hat_margins(twin, u8)
     if path:
         np.savez(path, **d)
     return d
 
 
-def features(d, with_margin, k):
+def features(d, with_margin, k, with_hat=False):
     """Design matrix (n*L, f) for classifier k."""
     n, L = d["bits"].shape
     F = np.stack([np.log(d["mse"] + 1e-3), np.log(d["cmse"] + 1e-3), d["over"], np.log(d["bits"] / 1024)], -1)
@@ -115,6 +138,10 @@ def features(d, with_margin, k):
         lm = np.log(np.clip(d["margin"], 1e-4, 1))
         mk = np.repeat(lm[:, None, k:k + 1], L, 1)
         cols += [mk, np.repeat(lm.min(1)[:, None, None], L, 1), F * mk]
+    if with_hat:
+        hm = np.clip(d["hat"], -1, 1)
+        hk = np.repeat(hm[:, None, k:k + 1], L, 1)
+        cols += [hk, np.repeat(hm.min(1)[:, None, None], L, 1), F * hk]
     return np.concatenate(cols, -1).reshape(n * L, -1)
 
 
@@ -129,13 +156,13 @@ def logistic(X, y, iters=50, l2=1e-3):
     return w
 
 
-def predicted(train, test, with_margin):
+def predicted(train, test, with_margin, with_hat=False):
     K = train["kept"].shape[2]
     n, L = test["bits"].shape
     P = np.zeros((n, L))
     for k in range(K):
-        w = logistic(features(train, with_margin, k), train["kept"][:, :, k].reshape(-1).astype(float))
-        P += (1 / (1 + np.exp(-features(test, with_margin, k) @ w))).reshape(n, L) / K
+        w = logistic(features(train, with_margin, k, with_hat), train["kept"][:, :, k].reshape(-1).astype(float))
+        P += (1 / (1 + np.exp(-features(test, with_margin, k, with_hat) @ w))).reshape(n, L) / K
     return P
 
 
@@ -184,12 +211,13 @@ def main():
     plain = [(test["bits"][:, l].sum() / (n * 1024), float(test["kept"][:, l].mean())) for l in range(len(LADDER))]
     curves = {"oracle": allocated(test, test["kept"].mean(-1)),
               "distortion": allocated(test, predicted(train, test, False)),
-              "margin+distortion": allocated(test, predicted(train, test, True))}
+              "margin+distortion": allocated(test, predicted(train, test, True)),
+              "jnd-alloc features": allocated(test, predicted(train, test, True, True))}
     out = {}
     for name, pts in curves.items():
         out[name] = {"bd_rate": bd_rate(plain, pts), "saving_at_0.95": saving_at(plain, pts, 0.95),
                      "saving_at_0.98": saving_at(plain, pts, 0.98)}
-        print("%-18s BD-rate %+.1f%%  saved at RCA 0.95 %+.1f%%  at 0.98 %+.1f%%" % (
+        print("%-20s BD-rate %+.1f%%  saved at RCA 0.95 %+.1f%%  at 0.98 %+.1f%%" % (
             name, 100 * out[name]["bd_rate"], 100 * out[name]["saving_at_0.95"], 100 * out[name]["saving_at_0.98"]))
     # Does the shipped JND's per-image magnitude say which images tolerate coarse coding? The
     # coarsest ladder quality keeping all labels (101 when none does) against per-image features.
