@@ -38,6 +38,10 @@ for m in jnd alexnet vgg11bn resnet20 densenet40bc; do
     if cmp -s "$repo/models/${m}_v1.0.safetensors" "$models/${m}_v1.0.safetensors"; then pass
     else fail "make install: $models/${m}_v1.0.safetensors missing or different"; fi
 done
+for c in jpeg webp; do
+    if cmp -s "$repo/models/jnd_v1.0.alloc-$c.json" "$models/jnd_v1.0.alloc-$c.json"; then pass
+    else fail "make install: $models/jnd_v1.0.alloc-$c.json (jnd-alloc's calibration) missing or different"; fi
+done
 
 # A 32x32 RGB PNG (libpng's format; written with Python's zlib, no imaging library).
 mkdir -p "$tmp/work"
@@ -65,6 +69,10 @@ else fail "installed dmvjnd generate --png a.png --out o (exit $rc)" "$out"; fi
 out=$("$bin" classify --png a.png 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "alexnet=.*vgg11bn=.*resnet20=.*densenet40bc="; then pass
 else fail "installed dmvjnd classify --png a.png: the four shipped classifiers (exit $rc)" "$out"; fi
+# jnd-alloc finds its calibration beside the installed model.
+out=$("$bin" compress --png a.png --method jnd-alloc --quality 50 --out o6 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ -s o6/a.jpg ]; then pass
+else fail "installed dmvjnd compress --png a.png --method jnd-alloc: the calibration beside the model (exit $rc)" "$out"; fi
 # The same program copied elsewhere finds them only through the folder compiled in.
 mkdir -p "$tmp/elsewhere"
 cp "$bin" "$tmp/elsewhere/dmvjnd"
