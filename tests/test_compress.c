@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "cli_run.h"
 #include "compress/compress_impl.h"
 #include "dmvjnd/budget.h"
 #include "dmvjnd/cifar10.h"
@@ -296,34 +296,6 @@ static void test_summarise(void) {
 
 /* ------------------------------------------------------------ the CLI */
 
-static char out_text[1 << 16];
-
-/* Runs `bin args` with stdout + stderr into out_text; returns the exit code. */
-static int run(const char *args) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out.txt 2>&1", bin, args, tmpdir);
-    int st = system(cmd);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    FILE *f = fopen(path, "rb");
-    out_text[0] = '\0';
-    if (f) {
-        size_t n = fread(out_text, 1, sizeof out_text - 1, f);
-        out_text[n] = '\0';
-        fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int exits(int code, const char *needle, const char *args) {
-    int rc = run(args);
-    if (rc != code || !strstr(out_text, needle)) {
-        fprintf(stderr, "dmvjnd %s: exit %d, expected %d with \"%s\"; output:\n%s\n", args, rc, code, needle, out_text);
-        return 0;
-    }
-    return 1;
-}
-
 static void test_cli_bad_input(void) {
     char a[8192], png[4200], bad[4200], big[4200];
     snprintf(png, sizeof png, "%s/ok.png", tmpdir);
@@ -340,7 +312,7 @@ static void test_cli_bad_input(void) {
 #define RUNX(code, needle, ...)                                                                        \
     do {                                                                                               \
         snprintf(a, sizeof a, __VA_ARGS__);                                                            \
-        CHECK(exits(code, needle, a));                                                                 \
+        CHECK(cli_exits(bin, tmpdir, code, needle, a));                                                \
     } while (0)
     RUNX(2, "unknown codec 'avif'", "compress --png %s --codec avif --out %s/o", png, tmpdir);
     RUNX(2, "unknown method 'jnd-magic'", "compress --png %s --methods plain,jnd-magic --out %s/o", png, tmpdir);
@@ -365,7 +337,7 @@ static void test_cli_single(void) {
     test_image(rgb, 24, 40);
     CHECK_OK(dj_png_write_rgb(png, rgb, 24, 40));
     snprintf(a, sizeof a, "compress --png %s --method jnd-quant --quality 50 --out %s/single", png, tmpdir);
-    CHECK(exits(0, "jnd-quant q50", a));
+    CHECK(cli_exits(bin, tmpdir, 0, "jnd-quant q50", a));
     snprintf(coded, sizeof coded, "%s/single/odd.jpg", tmpdir);
     void *data = NULL;
     size_t size = 0;
@@ -504,14 +476,14 @@ static void test_cli_cifar(void) {
              "compress --split test --limit %d --codec jpeg --methods plain,jnd-quant,jnd-rate,guard "
              "--qualities 30,90 --out %s/c --save-all --montage 2 --no-plot --json --threads 1 --classifier %s",
              N, tmpdir, dj_jnd_generator_path(gen, K - 1));
-    int rc = run(a);
+    int rc = cli_run(bin, tmpdir, a);
     CHECK(rc == 0);
     if (rc) {
-        fprintf(stderr, "%s\n", out_text);
+        fprintf(stderr, "%s\n", cli_out);
         dj_jnd_generator_destroy(gen);
         return;
     }
-    const char *js = strchr(out_text, '{');
+    const char *js = strchr(cli_out, '{');
     dj_json *root = NULL;
     CHECK_OK(dj_json_parse(js ? js : "", js ? strlen(js) : 0, "compress --json", 0, &root));
     if (!root) {

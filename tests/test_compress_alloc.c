@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "cli_run.h"
 #include "dmvjnd/cifar10.h"
 #include "dmvjnd/codec.h"
 #include "dmvjnd/compress.h"
@@ -912,38 +912,10 @@ static void test_calibrate_and_evaluate(void) {
 
 /* ------------------------------------------------------------ the CLI */
 
-static char out_text[1 << 16];
-
-/* Runs `bin args` with stdout + stderr into out_text; returns the exit code. */
-static int run(const char *args) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out.txt 2>&1", bin, args, tmpdir);
-    int st = system(cmd);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    FILE *f = fopen(path, "rb");
-    out_text[0] = '\0';
-    if (f) {
-        size_t n = fread(out_text, 1, sizeof out_text - 1, f);
-        out_text[n] = '\0';
-        fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int exits(int code, const char *needle, const char *args) {
-    int rc = run(args);
-    if (rc != code || !strstr(out_text, needle)) {
-        fprintf(stderr, "dmvjnd %s: exit %d, expected %d with \"%s\"; output:\n%s\n", args, rc, code, needle, out_text);
-        return 0;
-    }
-    return 1;
-}
-
 #define RUNX(code, needle, ...)                                                                        \
     do {                                                                                               \
         snprintf(a, sizeof a, __VA_ARGS__);                                                            \
-        CHECK(exits(code, needle, a));                                                                 \
+        CHECK(cli_exits(bin, tmpdir, code, needle, a));                                                \
     } while (0)
 
 static void test_cli(void) {

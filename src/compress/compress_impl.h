@@ -23,4 +23,8 @@ typedef int (*dj_compress_labels_fn)(void *user, int n, const int *idx, const in
 int dj_compress_guard(int n, int K, dj_compress_labels_fn labels_of, void *user, const int *ladder, int nplain,
                       int nl, const int *start, const int32_t *ref, int check, int *q, uint8_t *fallback);
 
+/* s*b as the suppression and jnd-alloc's over-budget share take it
+ * (malloc'ed; NULL when out of memory). */
+float *dj_compress_scaled_budget(const float *b, size_t n, double s);
+
 #endif

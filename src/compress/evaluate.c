@@ -135,6 +135,16 @@ static int prepare_ladder(ctx *c, int kind) {
     return rc;
 }
 
+/* Decode what image i was coded into; *rgb malloc'ed (also on a size error). */
+static int decode_image(const ctx *c, int i, const dj_coded *cd, uint8_t **rgb) {
+    const int h = c->im->h[i], w = c->im->w[i];
+    int dh = 0, dw = 0;
+    int rc = dj_compress_decode(c->cfg->codec, cd, rgb, &dh, &dw);
+    if (!rc && (dh != h || dw != w))
+        rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
+    return rc;
+}
+
 /* One image plain-coded at every ladder quality: the decoded images'
  * distortion terms (dj_compress_alloc_distortion) into d (nl rows); the
  * decoded images into dec (nl*h*w*3 bytes) when it is not NULL. */
@@ -143,17 +153,13 @@ static int alloc_rungs(const ctx *c, int i, double *d, uint8_t *dec) {
     const int h = im->h[i], w = im->w[i];
     const size_t per = (size_t)h * w * 3;
     const dj_compress_method *plain = dj_compress_method_at(0);
-    float *sb = malloc(per * sizeof *sb);
+    float *sb = dj_compress_scaled_budget(c->budget[DJ_BUDGET_JND][i], per, c->cfg->strength);
     int rc = sb ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
-    for (size_t p = 0; !rc && p < per; p++) sb[p] = (float)(c->cfg->strength * c->budget[DJ_BUDGET_JND][i][p]);
     for (int l = 0; !rc && l < c->nl; l++) {
         dj_coded cd = {0};
         uint8_t *out = NULL;
-        int dh = 0, dw = 0;
         rc = dj_compress_code(c->cfg, plain, im->rgb[i], h, w, c->ladder[l], NULL, &cd);
-        if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &out, &dh, &dw);
-        if (!rc && (dh != h || dw != w))
-            rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
+        if (!rc) rc = decode_image(c, i, &cd, &out);
         if (!rc)
             dj_compress_alloc_distortion(im->rgb[i], out, sb, c->cam[i], h, w, cd.payload,
                                          d + (size_t)l * DJ_ALLOC_DISTORTION);
@@ -260,11 +266,8 @@ static int ensure(ctx *c, const dj_compress_method *m, int n, const int *idx, co
             const int j = todo[t], i = idx[j];
             dj_coded cd = {0};
             uint8_t *d = NULL;
-            int dh = 0, dw = 0;
             rc = code_one(c, m, i, q[j], bud ? bud[i] : NULL, &cd);
-            if (!rc) rc = dj_compress_decode(c->cfg->codec, &cd, &d, &dh, &dw);
-            if (!rc && (dh != h || dw != w))
-                rc = dj_error(DJ_EINTERNAL, "compress: image %d decoded at %dx%d, coded %dx%d", i, dw, dh, w, h);
+            if (!rc) rc = decode_image(c, i, &cd, &d);
             entry *e = rc ? NULL : add(c, &c->cache[i]);
             if (!rc && !e) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
             if (!rc) {

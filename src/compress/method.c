@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/compress_impl.h"
 #include "dmvjnd/budget.h"
 #include "dmvjnd/codec.h"
 #include "dmvjnd/compress.h"
@@ -136,8 +137,7 @@ static int encode_plain(int codec, const uint8_t *rgb, int h, int w, int q, dj_c
     return codec == DJ_CODEC_WEBP ? dj_webp_encode(rgb, h, w, q, out) : dj_jpeg_encode(rgb, h, w, q, out);
 }
 
-/* s*b as the suppression and prefilter take it. */
-static float *scaled_budget(const float *b, size_t n, double s) {
+float *dj_compress_scaled_budget(const float *b, size_t n, double s) {
     float *sb = malloc(n * sizeof *sb);
     if (sb)
         for (size_t i = 0; i < n; i++) sb[i] = (float)(s * b[i]);
@@ -193,7 +193,7 @@ int dj_compress_code(const dj_compress_config *cfg, const dj_compress_method *m,
     case DJ_USE_QUANT:
     case DJ_USE_RATE: {
         if (cfg->codec != DJ_CODEC_JPEG) return encode_plain(cfg->codec, rgb, h, w, quality, out);
-        float *sb = scaled_budget(budget, n, cfg->strength);
+        float *sb = dj_compress_scaled_budget(budget, n, cfg->strength);
         if (!sb) return dj_error(DJ_ENOMEM, "compress: out of memory");
         dj_suppress_stats st;
         rc = dj_jpeg_encode_suppressed(rgb, h, w, quality, sb, out, &st);

@@ -4,28 +4,31 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd.h"
 
+/* p_y - max over j != y of p_j for the softmax of z, shifted by the largest
+ * logit so nothing overflows; y < 0 means the largest (then it is p1 - p2).
+ * NAN for non-finite logits. */
+static double softmax_gap(const float *z, int classes, int y) {
+    int top = 0;
+    for (int j = 0; j < classes; j++) {
+        if (!isfinite(z[j])) return NAN;
+        if (z[j] > z[top]) top = j;
+    }
+    if (y < 0) y = top;
+    double sum = 0.0, other = 0.0;
+    for (int j = 0; j < classes; j++) {
+        double v = exp((double)z[j] - z[top]);
+        sum += v;
+        if (j != y && v > other) other = v;
+    }
+    return (exp((double)z[y] - z[top]) - other) / sum;
+}
+
 int dj_jnd_margin_update(const float *logits, int n, int classes, float *margin, int first) {
     if (!logits || !margin || n < 0 || classes < 2)
         return dj_error(DJ_EINVAL, "jnd margin: bad arguments (%d images, %d classes)", n, classes);
     for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
-        /* p1 - p2 = (exp(z1 - z1) - exp(z2 - z1)) / sum_j exp(zj - z1):
-         * shifted by the largest logit, so nothing overflows. */
-        int top = 0, ok = 1;
-        for (int j = 0; j < classes; j++) {
-            if (!isfinite(z[j])) ok = 0;
-            if (z[j] > z[top]) top = j;
-        }
-        float gap = 0.0f;
-        if (ok) {
-            double sum = 0.0, second = 0.0;
-            for (int j = 0; j < classes; j++) {
-                double v = exp((double)z[j] - z[top]);
-                sum += v;
-                if (j != top && v > second) second = v;
-            }
-            gap = (float)((1.0 - second) / sum);
-        }
+        const double g = softmax_gap(logits + (size_t)i * classes, classes, -1);
+        const float gap = isnan(g) ? 0.0f : (float)g; /* non-finite logits: the most careful margin */
         if (first || gap < margin[i]) margin[i] = gap;
     }
     return DJ_OK;
@@ -43,25 +46,9 @@ int dj_jnd_label_margin(const float *logits, int n, int classes, const int32_t *
     if (!logits || !labels || !margin || n < 0 || classes < 2)
         return dj_error(DJ_EINVAL, "jnd label margin: bad arguments (%d images, %d classes)", n, classes);
     for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
         const int32_t y = labels[(size_t)i * stride];
-        int top = 0, ok = y >= 0 && y < classes;
-        for (int j = 0; j < classes; j++) {
-            if (!isfinite(z[j])) ok = 0;
-            if (z[j] > z[top]) top = j;
-        }
-        if (!ok) {
-            margin[i] = -1.0f;
-            continue;
-        }
-        /* softmax shifted by the largest logit, as dj_jnd_margin_update */
-        double sum = 0.0, other = 0.0;
-        for (int j = 0; j < classes; j++) {
-            double v = exp((double)z[j] - z[top]);
-            sum += v;
-            if (j != y && v > other) other = v;
-        }
-        margin[i] = (float)((exp((double)z[y] - z[top]) - other) / sum);
+        const double g = y >= 0 && y < classes ? softmax_gap(logits + (size_t)i * classes, classes, y) : NAN;
+        margin[i] = isnan(g) ? -1.0f : (float)g; /* a bad label or logits: the most careful */
     }
     return DJ_OK;
 }
