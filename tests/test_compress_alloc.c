@@ -28,7 +28,7 @@
 #include "dmvjnd/model_find.h"
 #include "dmvjnd/rng.h"
 
-enum { F = DJ_ALLOC_FEATURES, D = DJ_ALLOC_DISTORTION };
+enum { F = DJ_ALLOC_MAX_FEATURES, B = DJ_ALLOC_BASE_FEATURES, D = DJ_ALLOC_DISTORTION };
 
 static char tmpdir[] = "/tmp/dj_test_compress_alloc.XXXXXX";
 static char bin[4096];
@@ -56,27 +56,51 @@ static double ref_hm(float m) {
     return v > 1 ? 1 : v;
 }
 
-static void ref_features(const double *d, const float *margins, int K, int k, double *phi) {
+/* The class features: C = the class count when it is 2..16, else none; a
+ * log-probability clamped to [-12, 0] (non-finite: -12). */
+static int ref_classes(int classes) { return classes >= 2 && classes <= 16 ? classes : 0; }
+
+static double ref_lp(float v) {
+    if (!isfinite(v) || v < -12) return -12;
+    return v > 0 ? 0 : v;
+}
+
+/* A result with only the margins set (margins[0..K) on x, [K..2K) on x_hat)
+ * and no class count: the base features only. */
+static dj_jnd_image_result result_of(const float *margins, int K) {
+    dj_jnd_image_result r;
+    memset(&r, 0, sizeof r);
+    for (int k = 0; k < K; k++) r.margin[k] = margins[k], r.hat_margin[k] = margins[K + k];
+    return r;
+}
+
+static void ref_features(const double *d, const dj_jnd_image_result *r, int K, int k, double *phi) {
     double f[4] = {log(d[0] + 1e-3), log(d[1] + 1e-3), d[2], log(d[3] > 1e-3 ? d[3] : 1e-3)};
     double lmin = INFINITY, hmin = INFINITY;
     for (int j = 0; j < K; j++) {
-        if (ref_lm(margins[j]) < lmin) lmin = ref_lm(margins[j]);
-        if (ref_hm(margins[K + j]) < hmin) hmin = ref_hm(margins[K + j]);
+        if (ref_lm(r->margin[j]) < lmin) lmin = ref_lm(r->margin[j]);
+        if (ref_hm(r->hat_margin[j]) < hmin) hmin = ref_hm(r->hat_margin[j]);
     }
-    double lk = ref_lm(margins[k]), hk = ref_hm(margins[K + k]);
-    double out[F] = {1,      f[0],      f[1],      f[2], f[3],      lk,        lmin,      f[0] * lk, f[1] * lk,
+    double lk = ref_lm(r->margin[k]), hk = ref_hm(r->hat_margin[k]);
+    double out[B] = {1,      f[0],      f[1],      f[2], f[3],      lk,        lmin,      f[0] * lk, f[1] * lk,
                      f[2] * lk, f[3] * lk, hk,     hmin, f[0] * hk, f[1] * hk, f[2] * hk, f[3] * hk};
     memcpy(phi, out, sizeof out);
+    const int C = ref_classes(r->classes[k]);
+    for (int j = 0; j < C; j++) {
+        phi[B + j] = ref_lp(r->log_prob[k][j]);
+        phi[B + C + j] = r->before[k] == j ? f[0] : 0;
+        phi[B + 2 * C + j] = r->before[k] == j ? f[3] : 0;
+    }
 }
 
 static double ref_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
-static double ref_predict(const dj_compress_calibration *cal, const double *d, const float *margins) {
+static double ref_predict(const dj_compress_calibration *cal, const double *d, const dj_jnd_image_result *r) {
     double p = 0, phi[F];
     for (int k = 0; k < cal->classifiers; k++) {
-        ref_features(d, margins, cal->classifiers, k, phi);
+        ref_features(d, r, cal->classifiers, k, phi);
         double z = 0;
-        for (int f = 0; f < F; f++) z += cal->w[k][f] * phi[f];
+        for (int f = 0; f < B + 3 * ref_classes(cal->classes[k]); f++) z += cal->w[k][f] * phi[f];
         p += ref_sigmoid(z);
     }
     return p / cal->classifiers;
@@ -166,14 +190,21 @@ static void test_distortion_by_hand(void) {
 
 /* ------------------------------------------------------------ features */
 
-static void check_phi(const double *d, const float *m, int K, int k, const double *want) {
+static void check_phi_r(const double *d, const dj_jnd_image_result *r, int K, int k, const double *want) {
     double phi[F];
-    dj_compress_alloc_features(d, m, K, k, phi);
-    for (int f = 0; f < F; f++)
+    const int nf = B + 3 * ref_classes(r->classes[k]);
+    CHECK(dj_compress_alloc_count(r->classes[k]) == nf);
+    dj_compress_alloc_features(d, r, K, k, phi);
+    for (int f = 0; f < nf; f++)
         if (!(fabs(phi[f] - want[f]) <= 1e-12 * (1 + fabs(want[f])))) {
             fprintf(stderr, "feature %d of classifier %d: %.17g, expected %.17g\n", f, k, phi[f], want[f]);
             check_failed_asserts++;
         }
+}
+
+static void check_phi(const double *d, const float *m, int K, int k, const double *want) {
+    dj_jnd_image_result r = result_of(m, K);
+    check_phi_r(d, &r, K, k, want);
 }
 
 static void test_features_layout(void) {
@@ -222,12 +253,14 @@ static void test_features_layout(void) {
     /* +inf on x is as careful as NaN, -inf on x_hat is -1 */
     const float inf[2] = {INFINITY, -INFINITY};
     double ph[F];
-    dj_compress_alloc_features(z, inf, 1, 0, ph);
+    dj_jnd_image_result ri = result_of(inf, 1);
+    dj_compress_alloc_features(z, &ri, 1, 0, ph);
     CHECK(ph[5] == L && ph[11] == -1);
     /* K = 1: the minima are the classifier's own */
     const float one[2] = {0.125f, -0.5f};
     double phi[F];
-    dj_compress_alloc_features(d, one, 1, 0, phi);
+    dj_jnd_image_result r1 = result_of(one, 1);
+    dj_compress_alloc_features(d, &r1, 1, 0, phi);
     CHECK(phi[5] == phi[6] && phi[11] == phi[12] && phi[11] == -0.5);
     CHECK_CLOSE(phi[5], log(0.125), 0, 1e-15);
     /* the reference above agrees on random inputs */
@@ -238,10 +271,50 @@ static void test_features_layout(void) {
                         exp(4 * dj_rng_uniform(&r) - 3)};
         float mm[8];
         for (int j = 0; j < 8; j++) mm[j] = 2.4f * dj_rng_uniform(&r) - 1.2f;
+        dj_jnd_image_result rr = result_of(mm, 4);
+        for (int k = 0; k < 4; k++) { /* class counts 10, 16 (the most kept), 17 (none), 3 */
+            static const int counts[4] = {10, 16, 17, 3};
+            rr.classes[k] = counts[k];
+            rr.before[k] = (int32_t)dj_rng_below(&r, (uint32_t)counts[k]);
+            for (int j = 0; j < DJ_JND_RESULT_CLASSES; j++) rr.log_prob[k][j] = -15 * dj_rng_uniform(&r);
+        }
         double want[F];
-        ref_features(dd, mm, 4, t % 4, want);
-        check_phi(dd, mm, 4, t % 4, want);
+        ref_features(dd, &rr, 4, t % 4, want);
+        check_phi_r(dd, &rr, 4, t % 4, want);
     }
+}
+
+static void test_features_classes(void) {
+    /* K = 2 with 3 classes; classifier 0 says class 2, classifier 1 class 0.
+     * log-probabilities: -20 is clamped to -12, NaN is -12 (no contender),
+     * +0.25 (not a log-probability) is clamped to 0. */
+    CHECK(dj_compress_alloc_classes(10) == 10 && dj_compress_alloc_classes(16) == 16);
+    CHECK(dj_compress_alloc_classes(17) == 0 && dj_compress_alloc_classes(1) == 0 && dj_compress_alloc_classes(0) == 0);
+    CHECK(dj_compress_alloc_count(10) == 47 && dj_compress_alloc_count(17) == 17 && dj_compress_alloc_count(3) == 26);
+    const double d[D] = {4.0, 1.0, 0.5, 2.0};
+    const double f0 = log(4.001), f3 = log(2.0);
+    const float m[4] = {0.5f, 0.25f, 0.125f, -0.5f};
+    dj_jnd_image_result r = result_of(m, 2);
+    r.classes[0] = r.classes[1] = 3;
+    r.before[0] = 2, r.before[1] = 0;
+    const float lp0[3] = {-20.0f, -2.5f, -0.125f}, lp1[3] = {NAN, 0.25f, -3.0f};
+    memcpy(r.log_prob[0], lp0, sizeof lp0), memcpy(r.log_prob[1], lp1, sizeof lp1);
+    double phi[F];
+    dj_compress_alloc_features(d, &r, 2, 0, phi);
+    const double want0[9] = {-12, -2.5, -0.125, 0, 0, f0, 0, 0, f3};
+    for (int j = 0; j < 9; j++) CHECK_CLOSE(phi[B + j], want0[j], 0, 1e-15);
+    dj_compress_alloc_features(d, &r, 2, 1, phi);
+    const double want1[9] = {-12, 0, -3, f0, 0, 0, f3, 0, 0};
+    for (int j = 0; j < 9; j++) CHECK_CLOSE(phi[B + j], want1[j], 0, 1e-15);
+    /* the base features do not depend on the class part */
+    double base[F];
+    dj_jnd_image_result r0 = result_of(m, 2);
+    dj_compress_alloc_features(d, &r0, 2, 1, base);
+    for (int j = 0; j < B; j++) CHECK(phi[j] == base[j]);
+    /* a label outside the classes marks none */
+    r.before[1] = -1;
+    dj_compress_alloc_features(d, &r, 2, 1, phi);
+    for (int j = 3; j < 9; j++) CHECK(phi[B + j] == 0);
 }
 
 static void test_predict(void) {
@@ -249,7 +322,9 @@ static void test_predict(void) {
     memset(&cal, 0, sizeof cal);
     cal.classifiers = 2;
     const double d[D] = {30.0, 12.0, 0.1, 2.5};
-    const float m[4] = {0.7f, 0.05f, 0.4f, -0.1f};
+    const float mm[4] = {0.7f, 0.05f, 0.4f, -0.1f};
+    dj_jnd_image_result rm = result_of(mm, 2);
+    const dj_jnd_image_result *m = &rm;
     /* only the intercept: sigmoid(1) and sigmoid(-2) */
     cal.w[0][0] = 1.0;
     cal.w[1][0] = -2.0;
@@ -260,6 +335,13 @@ static void test_predict(void) {
     for (int k = 0; k < 2; k++)
         for (int f = 0; f < F; f++) cal.w[k][f] = 0.4 * (dj_rng_uniform(&r) - 0.5);
     CHECK_CLOSE(dj_compress_alloc_predict(&cal, d, m), ref_predict(&cal, d, m), 0, 1e-13);
+    /* with class features on one classifier (10 classes) and none on the other */
+    rm.classes[0] = 10, rm.before[0] = 4;
+    cal.classes[0] = 10;
+    for (int j = 0; j < 10; j++) rm.log_prob[0][j] = -1.5f * j;
+    CHECK_CLOSE(dj_compress_alloc_predict(&cal, d, m), ref_predict(&cal, d, m), 0, 1e-13);
+    cal.classes[0] = 0;
+    memset(&rm.classes, 0, sizeof rm.classes);
     /* saturated logits: exactly 0 and 1, no NaN */
     memset(cal.w, 0, sizeof cal.w);
     cal.w[0][0] = -800;
@@ -342,73 +424,110 @@ static int invert(double *a, double *inv, int n) {
     return 0;
 }
 
+/* Samples drawn from known weights: n samples, K classifiers of `classes`
+ * classes (0: base features only). Distortion terms over the range coding
+ * gives, margins and log-probabilities at random, kept ~ Bernoulli(sigmoid(
+ * truth . phi)). img[i] = &res[i]. Returns the share kept. */
+static double draw_samples(int n, int K, int classes, const double (*truth)[F], double *d, dj_jnd_image_result *res,
+                           const dj_jnd_image_result **img, uint8_t *kept, uint64_t seed) {
+    dj_rng r;
+    dj_rng_seed(&r, seed);
+    long nkept = 0;
+    for (int i = 0; i < n; i++) {
+        double *di = d + (size_t)i * D;
+        di[0] = exp(7 * dj_rng_uniform(&r) - 2);          /* mse e^-2 .. e^5 */
+        di[1] = di[0] * (0.1 + 0.9 * dj_rng_uniform(&r)); /* cmse below it   */
+        di[2] = dj_rng_uniform(&r);                        /* over            */
+        di[3] = exp(3 * dj_rng_uniform(&r) - 1.5);         /* bpp 0.22 .. 4.5 */
+        dj_jnd_image_result *ri = &res[i];
+        memset(ri, 0, sizeof *ri);
+        for (int k = 0; k < K; k++) {
+            ri->margin[k] = (float)exp(log(1e-3) * dj_rng_uniform(&r)); /* 1e-3 .. 1 */
+            ri->hat_margin[k] = 2 * dj_rng_uniform(&r) - 1;
+            ri->classes[k] = classes;
+            if (classes) ri->before[k] = (int32_t)dj_rng_below(&r, (uint32_t)classes);
+            for (int j = 0; j < classes; j++) ri->log_prob[k][j] = -14 * dj_rng_uniform(&r);
+        }
+        img[i] = ri;
+        for (int k = 0; k < K; k++) {
+            double ph[F], z = 0;
+            ref_features(di, ri, K, k, ph);
+            for (int f = 0; f < B + 3 * classes; f++) z += truth[k][f] * ph[f];
+            kept[(size_t)i * K + k] = dj_rng_uniform(&r) < ref_sigmoid(z);
+            nkept += kept[(size_t)i * K + k];
+        }
+    }
+    return (double)nkept / ((double)n * K);
+}
+
+/* First-order optimality of mean log loss + 1e-3/2 |w|^2 for classifier k,
+ * recomputed in long double: the largest gradient entry; *loss gets the
+ * mean log loss. */
+static double fit_gradient(const dj_compress_calibration *cal, int k, int n, int K, const double *d,
+                           const dj_jnd_image_result *res, const uint8_t *kept, double *loss) {
+    const int nf = B + 3 * ref_classes(cal->classes[k]);
+    long double g[F] = {0}, l = 0;
+    for (int i = 0; i < n; i++) {
+        double x[F], z = 0;
+        ref_features(d + (size_t)i * D, &res[i], K, k, x);
+        for (int f = 0; f < nf; f++) z += cal->w[k][f] * x[f];
+        const double p = ref_sigmoid(z), y = kept[(size_t)i * K + k];
+        for (int f = 0; f < nf; f++) g[f] += (long double)(p - y) * x[f];
+        l -= y ? logl(p) : logl(1 - p);
+    }
+    double gmax = 0;
+    for (int f = 0; f < nf; f++) gmax = fmax(gmax, fabs((double)(g[f] / n) + 1e-3 * cal->w[k][f]));
+    *loss = (double)(l / n);
+    return gmax;
+}
+
 static void test_fit_synthetic(void) {
     enum { N = 20000, K = 2 };
     static const double truth[K][F] = {
         {0.8, -0.5, 0.3, -1.5, 0.6, 0.7, 0.3, 0.1, -0.1, 0.4, -0.2, 1.2, 0.5, -0.3, 0.2, -0.8, 0.3},
         {-0.4, 0.2, -0.6, 1.0, -0.3, -0.5, 0.4, -0.05, 0.15, -0.3, 0.25, 0.6, -0.7, 0.1, -0.2, 0.5, -0.4}};
-    double *d = malloc((size_t)N * D * sizeof *d), *phi = malloc((size_t)N * F * sizeof *phi);
-    float *m = malloc((size_t)N * 2 * K * sizeof *m);
+    double *d = malloc((size_t)N * D * sizeof *d), *phi = malloc((size_t)N * B * sizeof *phi);
+    dj_jnd_image_result *res = malloc((size_t)N * sizeof *res);
+    const dj_jnd_image_result **img = malloc((size_t)N * sizeof *img);
     uint8_t *kept = malloc((size_t)N * K);
-    if (!d || !phi || !m || !kept) {
+    if (!d || !phi || !res || !img || !kept) {
         CHECK(!"out of memory");
-        free(d), free(phi), free(m), free(kept);
+        free(d), free(phi), free(res), free(img), free(kept);
         return;
     }
-    dj_rng r;
-    dj_rng_seed(&r, 2024);
-    long nkept = 0;
-    for (int i = 0; i < N; i++) {
-        double *di = d + (size_t)i * D;
-        di[0] = exp(7 * dj_rng_uniform(&r) - 2);      /* mse e^-2 .. e^5        */
-        di[1] = di[0] * (0.1 + 0.9 * dj_rng_uniform(&r)); /* cmse below it      */
-        di[2] = dj_rng_uniform(&r);                    /* over                   */
-        di[3] = exp(3 * dj_rng_uniform(&r) - 1.5);     /* bpp 0.22 .. 4.5        */
-        for (int k = 0; k < K; k++) {
-            m[(size_t)i * 2 * K + k] = (float)exp(log(1e-3) * dj_rng_uniform(&r)); /* 1e-3 .. 1 */
-            m[(size_t)i * 2 * K + K + k] = 2 * dj_rng_uniform(&r) - 1;
-        }
-        for (int k = 0; k < K; k++) {
-            double ph[F], z = 0;
-            ref_features(di, m + (size_t)i * 2 * K, K, k, ph);
-            for (int f = 0; f < F; f++) z += truth[k][f] * ph[f];
-            kept[(size_t)i * K + k] = dj_rng_uniform(&r) < ref_sigmoid(z);
-            nkept += kept[(size_t)i * K + k];
-        }
-    }
+    const double share = draw_samples(N, K, 0, truth, d, res, img, kept, 2024);
     dj_compress_calibration cal;
     memset(&cal, 0, sizeof cal);
-    CHECK_OK(dj_compress_alloc_fit(N, K, d, m, kept, &cal));
-    CHECK(cal.classifiers == K && cal.samples == N);
-    CHECK_CLOSE(cal.kept, (double)nkept / (2.0 * N), 0, 1e-15);
+    CHECK_OK(dj_compress_alloc_fit(N, K, d, img, kept, &cal));
+    CHECK(cal.classifiers == K && cal.samples == N && cal.classes[0] == 0 && cal.classes[1] == 0);
+    CHECK_CLOSE(cal.kept, share, 0, 1e-15);
     printf("synthetic fit: %d samples, labels kept %.3f\n", N, cal.kept);
     CHECK(cal.kept > 0.25 && cal.kept < 0.75); /* the draw is informative, not saturated */
     for (int k = 0; k < K; k++) {
-        for (int i = 0; i < N; i++) ref_features(d + (size_t)i * D, m + (size_t)i * 2 * K, K, k, phi + (size_t)i * F);
-        /* first-order optimality of mean log loss + 1e-3/2 |w|^2, recomputed
-         * here in long double; and the loss it reports */
-        long double g[F] = {0}, loss = 0;
-        static double fisher[F * F], cov[F * F]; /* at the true weights, for the standard errors */
+        for (int i = 0; i < N; i++) {
+            double x[F];
+            ref_features(d + (size_t)i * D, &res[i], K, k, x);
+            memcpy(phi + (size_t)i * B, x, B * sizeof *phi);
+        }
+        double loss = 0;
+        const double gmax = fit_gradient(&cal, k, N, K, d, res, kept, &loss);
+        CHECK_CLOSE(cal.loss[k], loss, 0, 1e-10);
+        /* near the true weights: each within 4.5 standard errors, where
+         * se_f = sqrt((Fisher^-1)_ff / N), the Fisher information at the truth */
+        static double fisher[B * B], cov[B * B];
         memset(fisher, 0, sizeof fisher);
         for (int i = 0; i < N; i++) {
-            const double *x = phi + (size_t)i * F;
-            double z = 0, zt = 0;
-            for (int f = 0; f < F; f++) z += cal.w[k][f] * x[f], zt += truth[k][f] * x[f];
-            const double p = ref_sigmoid(z), pt = ref_sigmoid(zt), y = kept[(size_t)i * K + k];
-            for (int f = 0; f < F; f++) g[f] += (long double)(p - y) * x[f];
-            loss -= y ? logl(p) : logl(1 - p);
-            for (int a = 0; a < F; a++)
-                for (int b = 0; b < F; b++) fisher[a * F + b] += pt * (1 - pt) * x[a] * x[b] / N;
+            const double *x = phi + (size_t)i * B;
+            double zt = 0;
+            for (int f = 0; f < B; f++) zt += truth[k][f] * x[f];
+            const double pt = ref_sigmoid(zt);
+            for (int a = 0; a < B; a++)
+                for (int b = 0; b < B; b++) fisher[a * B + b] += pt * (1 - pt) * x[a] * x[b] / N;
         }
-        double gmax = 0;
-        for (int f = 0; f < F; f++) gmax = fmax(gmax, fabs((double)(g[f] / N) + 1e-3 * cal.w[k][f]));
-        CHECK_CLOSE(cal.loss[k], (double)(loss / N), 0, 1e-10);
-        /* near the true weights: each within 4.5 standard errors, where
-         * se_f = sqrt((Fisher^-1)_ff / N) */
-        CHECK(invert(fisher, cov, F) == 0);
+        CHECK(invert(fisher, cov, B) == 0);
         double zmax = 0, emax = 0;
-        for (int f = 0; f < F; f++) {
-            const double se = sqrt(cov[f * F + f] / N), e = fabs(cal.w[k][f] - truth[k][f]);
+        for (int f = 0; f < B; f++) {
+            const double se = sqrt(cov[f * B + f] / N), e = fabs(cal.w[k][f] - truth[k][f]);
             CHECK(se > 0 && se < 0.5);
             zmax = fmax(zmax, e / se);
             emax = fmax(emax, e);
@@ -418,30 +537,88 @@ static void test_fit_synthetic(void) {
         CHECK(gmax <= 1e-9);
         CHECK(zmax <= 4.5);
     }
-    /* n < 2, a non-finite or negative distortion term, bad K: DJ_EINVAL */
-    CHECK_FAILS(dj_compress_alloc_fit(1, K, d, m, kept, &cal), DJ_EINVAL, "at least 2");
-    CHECK_FAILS(dj_compress_alloc_fit(0, K, d, m, kept, &cal), DJ_EINVAL, "at least 2");
+    /* n < 2, a non-finite or negative distortion term, bad K, a missing
+     * result, results of different class counts: DJ_EINVAL */
+    CHECK_FAILS(dj_compress_alloc_fit(1, K, d, img, kept, &cal), DJ_EINVAL, "at least 2");
+    CHECK_FAILS(dj_compress_alloc_fit(0, K, d, img, kept, &cal), DJ_EINVAL, "at least 2");
     const double keep = d[7 * D + 2];
     d[7 * D + 2] = NAN;
-    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, m, kept, &cal), DJ_EINVAL, "sample 7");
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, img, kept, &cal), DJ_EINVAL, "sample 7");
     d[7 * D + 2] = INFINITY;
-    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, m, kept, &cal), DJ_EINVAL, "bad distortion term");
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, img, kept, &cal), DJ_EINVAL, "bad distortion term");
     d[7 * D + 2] = -0.5;
-    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, m, kept, &cal), DJ_EINVAL, "bad distortion term");
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, img, kept, &cal), DJ_EINVAL, "bad distortion term");
     d[7 * D + 2] = keep;
-    CHECK_FAILS(dj_compress_alloc_fit(N, 0, d, m, kept, &cal), DJ_EINVAL, "bad arguments");
-    CHECK_FAILS(dj_compress_alloc_fit(N, DJ_JND_MAX_CLASSIFIERS + 1, d, m, kept, &cal), DJ_EINVAL, "bad arguments");
-    CHECK_FAILS(dj_compress_alloc_fit(N, K, NULL, m, kept, &cal), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_compress_alloc_fit(N, 0, d, img, kept, &cal), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_compress_alloc_fit(N, DJ_JND_MAX_CLASSIFIERS + 1, d, img, kept, &cal), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, NULL, img, kept, &cal), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, NULL, kept, &cal), DJ_EINVAL, "bad arguments");
+    img[9] = NULL;
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, img, kept, &cal), DJ_EINVAL, "sample 9 has no JND result");
+    img[9] = &res[9];
+    res[11].classes[1] = 10;
+    CHECK_FAILS(dj_compress_alloc_fit(N, K, d, img, kept, &cal), DJ_EINVAL, "classifier 1 has 10 classes on sample 11");
+    res[11].classes[1] = 0;
     /* NaN margins are features' careful values, not an error; two samples
      * that keep every label fit (the L2 term keeps w finite) */
-    float mn[2 * 2 * K];
-    for (int j = 0; j < 2 * 2 * K; j++) mn[j] = NAN;
+    float mn[2 * K];
+    for (int j = 0; j < 2 * K; j++) mn[j] = NAN;
+    dj_jnd_image_result rn = result_of(mn, K);
+    const dj_jnd_image_result *two[2] = {&rn, &rn};
     uint8_t all[2 * K] = {1, 1, 1, 1};
-    CHECK_OK(dj_compress_alloc_fit(2, K, d, mn, all, &cal));
+    CHECK_OK(dj_compress_alloc_fit(2, K, d, two, all, &cal));
     for (int k = 0; k < K; k++)
-        for (int f = 0; f < F; f++) CHECK(isfinite(cal.w[k][f]));
-    CHECK(dj_compress_alloc_predict(&cal, d, mn) > 0.9);
-    free(d), free(phi), free(m), free(kept);
+        for (int f = 0; f < B; f++) CHECK(isfinite(cal.w[k][f]));
+    CHECK(dj_compress_alloc_predict(&cal, d, &rn) > 0.9);
+    free(d), free(phi), free(res), free(img), free(kept);
+}
+
+/* With class features (4 classes: 17 + 12 weights per classifier). The
+ * indicator-times-term columns sum to the term's own column, so the
+ * weights are not identified; the L2 term picks one solution. So this
+ * checks what is: the fit is a stationary point of the regularised loss,
+ * and its predictions are close to the truth's on fresh samples. */
+static void test_fit_synthetic_classes(void) {
+    enum { N = 20000, M = 4000, K = 2, C = 4 };
+    static double truth[K][F];
+    dj_rng r;
+    dj_rng_seed(&r, 77);
+    for (int k = 0; k < K; k++)
+        for (int f = 0; f < B + 3 * C; f++) truth[k][f] = 0.6 * (dj_rng_uniform(&r) - 0.5);
+    for (int j = 0; j < C; j++) truth[0][B + C + j] = 0.4 * (j - 1.5), truth[1][B + j] = 0.3 * (1.5 - j);
+    double *d = malloc((size_t)(N + M) * D * sizeof *d);
+    dj_jnd_image_result *res = malloc((size_t)(N + M) * sizeof *res);
+    const dj_jnd_image_result **img = malloc((size_t)(N + M) * sizeof *img);
+    uint8_t *kept = malloc((size_t)(N + M) * K);
+    if (!d || !res || !img || !kept) {
+        CHECK(!"out of memory");
+        free(d), free(res), free(img), free(kept);
+        return;
+    }
+    draw_samples(N, K, C, (const double(*)[F])truth, d, res, img, kept, 31);
+    draw_samples(M, K, C, (const double(*)[F])truth, d + (size_t)N * D, res + N, img + N, kept + (size_t)N * K, 32);
+    dj_compress_calibration cal;
+    memset(&cal, 0, sizeof cal);
+    CHECK_OK(dj_compress_alloc_fit(N, K, d, img, kept, &cal));
+    CHECK(cal.classes[0] == C && cal.classes[1] == C);
+    double worst = 0, mean = 0;
+    for (int k = 0; k < K; k++) {
+        double loss = 0;
+        const double gmax = fit_gradient(&cal, k, N, K, d, res, kept, &loss);
+        CHECK(gmax <= 1e-9);
+        CHECK_CLOSE(cal.loss[k], loss, 0, 1e-10);
+        for (int i = N; i < N + M; i++) {
+            double x[F], zf = 0, zt = 0;
+            ref_features(d + (size_t)i * D, &res[i], K, k, x);
+            for (int f = 0; f < B + 3 * C; f++) zf += cal.w[k][f] * x[f], zt += truth[k][f] * x[f];
+            const double e = fabs(ref_sigmoid(zf) - ref_sigmoid(zt));
+            worst = fmax(worst, e), mean += e / (K * M);
+        }
+    }
+    printf("synthetic fit with %d classes: mean |p - p_true| %.4f on fresh samples (worst %.3f)\n", C, mean, worst);
+    CHECK(mean < 0.02);
+    CHECK(worst < 0.2);
+    free(d), free(res), free(img), free(kept);
 }
 
 /* ------------------------------------------------------------ the file */
@@ -458,11 +635,13 @@ static dj_compress_calibration sample_cal(void) {
     c.images = 123;
     c.samples = 4503599627370497L; /* 2^52 + 1: exact in a double */
     c.kept = 0.8125;
+    c.classes[0] = 10, c.classes[1] = 0, c.classes[2] = 16; /* CIFAR-10, none, the most */
     dj_rng r;
     dj_rng_seed(&r, 99);
     for (int k = 0; k < 3; k++) {
         c.loss[k] = 0.1 + dj_rng_uniform(&r) / 3;
-        for (int f = 0; f < F; f++) c.w[k][f] = (dj_rng_uniform(&r) - 0.5) * pow(10, (int)dj_rng_below(&r, 12) - 6);
+        for (int f = 0; f < dj_compress_alloc_count(c.classes[k]); f++)
+            c.w[k][f] = (dj_rng_uniform(&r) - 0.5) * pow(10, (int)dj_rng_below(&r, 12) - 6);
     }
     c.w[0][0] = 0.1; /* shortest form */
     c.w[0][1] = 1e-300;
@@ -483,6 +662,7 @@ static void test_calibration_round_trip(void) {
     CHECK(b.strength == a.strength && b.kept == a.kept);
     CHECK(!memcmp(b.tags, a.tags, sizeof a.tags));
     CHECK(!memcmp(b.loss, a.loss, sizeof a.loss));
+    CHECK(!memcmp(b.classes, a.classes, sizeof a.classes));
     CHECK(!memcmp(b.w, a.w, sizeof a.w)); /* bit for bit, the unused rows zero */
     /* the file is what the header promises: JSON, format, version, codec name */
     void *data = NULL;
@@ -492,11 +672,24 @@ static void test_calibration_round_trip(void) {
     CHECK_OK(dj_json_parse(data, size, path, 0, &root));
     if (root) {
         const dj_json *fmt = dj_json_get(root, "format"), *ver = dj_json_get(root, "version"),
-                      *codec = dj_json_get(root, "codec"), *fs = dj_json_get(root, "features");
+                      *codec = dj_json_get(root, "codec"), *cs = dj_json_get(root, "classifiers");
         CHECK(fmt && fmt->type == DJ_JSON_STRING && !strcmp(fmt->string, "dmvjnd-alloc-calibration"));
-        CHECK(ver && ver->type == DJ_JSON_NUMBER && ver->number == 1);
+        CHECK(ver && ver->type == DJ_JSON_NUMBER && ver->number == 2);
         CHECK(codec && codec->type == DJ_JSON_STRING && !strcmp(codec->string, "webp"));
-        CHECK(fs && fs->type == DJ_JSON_ARRAY && fs->len == F);
+        CHECK(cs && cs->type == DJ_JSON_ARRAY && cs->len == 3);
+        /* each classifier names its features: 17 + 3 per class */
+        static const size_t nf[3] = {47, 17, 65};
+        static const char *last[3] = {"log_bpp*label9", "log_bpp*hm_k", "log_bpp*label15"};
+        for (size_t k = 0; cs && cs->type == DJ_JSON_ARRAY && k < cs->len && k < 3; k++) {
+            const dj_json *fs = dj_json_get(&cs->items[k], "features"), *w = dj_json_get(&cs->items[k], "w");
+            CHECK(fs && fs->type == DJ_JSON_ARRAY && fs->len == nf[k]);
+            CHECK(w && w->type == DJ_JSON_ARRAY && w->len == nf[k]);
+            if (fs && fs->type == DJ_JSON_ARRAY && fs->len == nf[k]) {
+                CHECK(!strcmp(fs->items[0].string, "1") && !strcmp(fs->items[nf[k] - 1].string, last[k]));
+                if (k == 0)
+                    CHECK(!strcmp(fs->items[17].string, "log_p0") && !strcmp(fs->items[27].string, "log_mse*label0"));
+            }
+        }
     }
     dj_json_free(root);
     free(data);
@@ -515,22 +708,26 @@ static void test_calibration_round_trip(void) {
     if (access("models/jnd_v1.0.alloc-jpeg.json", R_OK) == 0) {
         CHECK_OK(dj_compress_calibration_read("models/jnd_v1.0.alloc-jpeg.json", &s));
         CHECK(s.codec == DJ_CODEC_JPEG && s.classifiers == 4 && s.strength == 1.0 && s.samples > s.images);
+        for (int k = 0; k < s.classifiers; k++) CHECK(s.classes[k] == 10); /* CIFAR-10's classifiers */
     }
 }
 
 /* A calibration file's text with the pieces a bad-file test changes. */
 typedef struct cal_text {
     const char *format;  /* "\"dmvjnd-alloc-calibration\"" */
-    const char *version; /* "1" */
+    const char *version; /* "2" */
     const char *codec;   /* "\"jpeg\"", NULL: left out */
     int classifiers;     /* objects in "classifiers" */
+    const char *classes; /* each classifier's "classes": "0" (base features) or "3" */
     int weights;         /* numbers in each "w" */
+    int names;           /* names in each "features" */
+    const char *name;    /* the last feature's name, NULL: the right one */
     const char *weight;  /* the first weight's token */
     const char *strength;
 } cal_text;
 
 static cal_text good_text(void) {
-    cal_text t = {"\"dmvjnd-alloc-calibration\"", "1", "\"jpeg\"", 2, F, "0.5", "1"};
+    cal_text t = {"\"dmvjnd-alloc-calibration\"", "2", "\"jpeg\"", 2, "0", B, B, NULL, "0.5", "1"};
     return t;
 }
 
@@ -539,11 +736,23 @@ static void write_text(const char *path, const cal_text *t, size_t cut) {
     int n = snprintf(buf, sizeof buf, "{\"format\": %s, \"version\": %s, ", t->format, t->version);
     if (t->codec) n += snprintf(buf + n, sizeof buf - n, "\"codec\": %s, ", t->codec);
     n += snprintf(buf + n, sizeof buf - n,
-                  "\"strength\": %s, \"images\": 10, \"samples\": 200, \"kept\": 0.75, \"features\": [", t->strength);
-    for (int f = 0; f < F; f++) n += snprintf(buf + n, sizeof buf - n, "%s\"f%d\"", f ? ", " : "", f);
-    n += snprintf(buf + n, sizeof buf - n, "], \"classifiers\": [");
+                  "\"strength\": %s, \"images\": 10, \"samples\": 200, \"kept\": 0.75, \"classifiers\": [",
+                  t->strength);
+    static const char *base[B] = {"1",         "log_mse",      "log_cmse",      "over",         "log_bpp",
+                                  "lm_k",      "lm_min",       "log_mse*lm_k",  "log_cmse*lm_k", "over*lm_k",
+                                  "log_bpp*lm_k", "hm_k",      "hm_min",        "log_mse*hm_k", "log_cmse*hm_k",
+                                  "over*hm_k", "log_bpp*hm_k"};
+    static const char *cls[9] = {"log_p0",         "log_p1",         "log_p2",
+                                 "log_mse*label0", "log_mse*label1", "log_mse*label2",
+                                 "log_bpp*label0", "log_bpp*label1", "log_bpp*label2"};
     for (int k = 0; k < t->classifiers; k++) {
-        n += snprintf(buf + n, sizeof buf - n, "%s{\"tag\": \"c%d\", \"loss\": 0.25, \"w\": [", k ? ", " : "", k);
+        n += snprintf(buf + n, sizeof buf - n, "%s{\"tag\": \"c%d\", \"classes\": %s, \"loss\": 0.25, \"features\": [",
+                      k ? ", " : "", k, t->classes);
+        for (int f = 0; f < t->names; f++) {
+            const char *nm = f == t->names - 1 && t->name ? t->name : f < B ? base[f] : f < B + 9 ? cls[f - B] : "x";
+            n += snprintf(buf + n, sizeof buf - n, "%s\"%s\"", f ? ", " : "", nm);
+        }
+        n += snprintf(buf + n, sizeof buf - n, "], \"w\": [");
         for (int f = 0; f < t->weights; f++)
             n += snprintf(buf + n, sizeof buf - n, "%s%s", f ? ", " : "", f ? "-0.125" : t->weight);
         n += snprintf(buf + n, sizeof buf - n, "]}");
@@ -606,11 +815,14 @@ static void test_calibration_bad_files(void) {
     CHECK_BAD(b, 0, DJ_EFORMAT, "format \"dmvjnd-alloc-calibratio\"");
     b = good_text(), b.format = "7";
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"format\" must be a string");
-    b = good_text(), b.version = "2";
-    CHECK_BAD(b, 0, DJ_EFORMAT, "version 2");
+    b = good_text(), b.version = "1"; /* the margins-only features of earlier builds */
+    CHECK_BAD(b, 0, DJ_EFORMAT,
+              "version 1; this build reads version 2 (fit a new one with dmvjnd compress --calibrate)");
+    b = good_text(), b.version = "3";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "version 3");
     b = good_text(), b.version = "0";
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"version\"");
-    b = good_text(), b.version = "\"1\"";
+    b = good_text(), b.version = "\"2\"";
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"version\"");
     b = good_text(), b.codec = NULL;
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"codec\"");
@@ -622,10 +834,31 @@ static void test_calibration_bad_files(void) {
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"strength\"");
     b = good_text(), b.strength = "1.5";
     CHECK_BAD(b, 0, DJ_EFORMAT, "\"strength\"");
-    b = good_text(), b.weights = F - 1;
+    b = good_text(), b.weights = B - 1;
     CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].w must hold 17 numbers");
-    b = good_text(), b.weights = F + 1;
+    b = good_text(), b.weights = B + 1;
     CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].w must hold 17 numbers");
+    /* class features: 3 classes are 26 names and weights, in this build's order */
+    b = good_text(), b.classes = "3", b.names = b.weights = B + 9;
+    write_text(path, &b, 0);
+    CHECK_OK(dj_compress_calibration_read(path, &cal));
+    CHECK(cal.classes[0] == 3 && cal.classes[1] == 3 && cal.w[1][25] == -0.125);
+    b.weights = B;
+    CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].w must hold 26 numbers");
+    b.weights = B + 9, b.names = B;
+    CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].features must list 26 names");
+    b.names = B + 9, b.name = "log_mse*label2";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].features[25] is not \"log_bpp*label2\"");
+    b = good_text(), b.name = "log_bpp*lm_k";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "features[16] is not \"log_bpp*hm_k\"");
+    b = good_text(), b.classes = "1";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "classes must be 0 or a whole number in 2..16");
+    b = good_text(), b.classes = "2.5";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "classes must be 0 or a whole number in 2..16");
+    b = good_text(), b.classes = "17";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "\"classes\" must be a number in [0, 16]");
+    b = good_text(), b.classes = "\"3\"";
+    CHECK_BAD(b, 0, DJ_EFORMAT, "\"classes\"");
     b = good_text(), b.weight = "\"0.5\"";
     CHECK_BAD(b, 0, DJ_EFORMAT, "classifiers[0].w[0] is not a finite weight");
     b = good_text(), b.weight = "null";
@@ -821,13 +1054,9 @@ static void test_calibrate_and_evaluate(void) {
         CHECK_OK(dj_jnd_generator_run(gen, x, NTEST, 32, 32, NULL, e, cam, jr));
     }
     for (int i = 0; ok && i < NTEST; i++) {
-        float jnd[3072], sb[3072], mg[2 * DJ_JND_MAX_CLASSIFIERS];
+        float jnd[3072], sb[3072];
         CHECK_OK(dj_compress_budgets(&cfg, rte[i], 32, 32, e + (size_t)i * 3072, jnd, NULL, NULL));
         for (int v = 0; v < 3072; v++) sb[v] = (float)(cfg.strength * jnd[v]);
-        for (int k = 0; k < K; k++) {
-            mg[k] = jr[i].margin[k];
-            mg[K + k] = jr[i].hat_margin[k];
-        }
         for (int l = 0; l < nl; l++) {
             dj_coded cd = {0};
             uint8_t *dec = NULL;
@@ -836,7 +1065,7 @@ static void test_calibrate_and_evaluate(void) {
             CHECK_OK(dj_jpeg_encode(rte[i], 32, 32, ladder[l], &cd));
             CHECK_OK(dj_jpeg_decode(cd.data, cd.size, &dec, &h, &w));
             if (dec) ref_distortion(rte[i], dec, sb, cam + (size_t)i * 1024, 32, 32, cd.payload, d);
-            p[(size_t)i * nl + l] = dec ? ref_predict(&cal, d, mg) : NAN;
+            p[(size_t)i * nl + l] = dec ? ref_predict(&cal, d, &jr[i]) : NAN;
             bpp[(size_t)i * nl + l] = dec ? d[3] : NAN;
             free(dec);
             dj_coded_free(&cd);
@@ -937,6 +1166,11 @@ static void test_cli(void) {
     FILE *f = fopen(bad, "wb");
     if (f) fputs("{\"format\": \"something-else\"}", f), fclose(f);
     RUNX(3, bad, "compress --split test --limit 5 --methods plain,jnd-alloc --calibration %s --out %s/o", bad, tmpdir);
+    /* a calibration of the earlier, margins-only format: refused, saying what to do */
+    f = fopen(bad, "wb");
+    if (f) fputs("{\"format\": \"dmvjnd-alloc-calibration\", \"version\": 1}", f), fclose(f);
+    RUNX(3, "fit a new one with dmvjnd compress --calibrate",
+         "compress --split test --limit 5 --methods plain,jnd-alloc --calibration %s --out %s/o", bad, tmpdir);
     /* WebP has no calibration beside the shipped model: asked for by name it
      * is an error; in the default method list jnd-alloc is left out */
     char beside[4200];
@@ -1004,7 +1238,9 @@ int main(void) {
     RUN(test_features_layout);
     RUN(test_predict);
     RUN(test_lambda_and_pick);
+    RUN(test_features_classes);
     RUN(test_fit_synthetic);
+    RUN(test_fit_synthetic_classes);
     RUN(test_calibration_round_trip);
     RUN(test_calibration_bad_files);
     RUN(test_calibration_path);

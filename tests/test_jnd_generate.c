@@ -115,6 +115,10 @@ static void test_matches_reference(void) {
                 CHECK(y >= 0 && y < 10);
                 const double hat = y >= 0 && y < 10 ? b[y] - other : NAN;
                 worst = fmax(worst, fmax(fabs(res[i].margin[k] - (p1 - p2)), fabs(res[i].hat_margin[k] - hat)));
+                /* the log-probabilities of x: log of the same probabilities */
+                CHECK(res[i].classes[k] == 10);
+                for (int j = 0; j < 10; j++) worst = fmax(worst, fabs(exp(res[i].log_prob[k][j]) - a[j]));
+                for (int j = 10; j < DJ_JND_RESULT_CLASSES; j++) CHECK(res[i].log_prob[k][j] == 0.0f);
                 CHECK(res[i].margin[k] >= 0.0f && res[i].margin[k] <= 1.0f);
                 CHECK(res[i].hat_margin[k] >= -1.0f && res[i].hat_margin[k] <= 1.0f);
                 /* negative exactly when x_hat changed the label (0: a tie) */
@@ -123,7 +127,8 @@ static void test_matches_reference(void) {
                 negative += res[i].hat_margin[k] < 0;
             }
         }
-        printf("32x32: margins within %.2g of the softmax probabilities, %d negative on x_hat\n", worst, negative);
+        printf("32x32: margins and log-probabilities within %.2g of the softmax probabilities, %d negative on x_hat\n",
+               worst, negative);
         CHECK(worst <= 1e-5);
         CHECK(negative == flips);
     }

@@ -2,7 +2,8 @@
  * smallest over the classifiers of p1 - p2, checked against a plain
  * double-precision softmax, and taken from a classifier graph's logits;
  * and the margin of a given label (dj_jnd_label_margin) on hand-worked
- * softmaxes and against long double. */
+ * softmaxes and against long double; and the log-softmax
+ * (dj_jnd_log_softmax) against long double and on extreme logits. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -235,6 +236,48 @@ static void test_label_margin(void) {
     CHECK_OK(dj_jnd_label_margin(z, 0, 3, lab, 1, lm));
 }
 
+static void test_log_softmax(void) {
+    enum { N = 100, K = 10 };
+    float z[N * K], out[N * K], part[N * 4];
+    dj_rng r;
+    dj_rng_seed(&r, 13);
+    for (int i = 0; i < N * K; i++) z[i] = 30.0f * (dj_rng_uniform(&r) - 0.5f);
+    CHECK_OK(dj_jnd_log_softmax(z, N, K, K, out));
+    CHECK_OK(dj_jnd_log_softmax(z, N, K, 4, part)); /* the first 4 of each */
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        long double sum = 0;
+        for (int j = 0; j < K; j++) sum += expl((long double)z[i * K + j]);
+        for (int j = 0; j < K; j++) {
+            const double want = (double)((long double)z[i * K + j] - logl(sum));
+            worst = fmax(worst, fabs(out[i * K + j] - want));
+            if (j < 4) CHECK(part[i * 4 + j] == out[i * K + j]);
+        }
+    }
+    printf("max |log-softmax - long double| over %d images: %.2g\n", N, worst);
+    CHECK(worst <= 2e-6);
+    /* no overflow: logits 1000 and 0 give 0 and -1000; equal logits log(1/3) */
+    const float big[3] = {1000.0f, 0.0f, 1000.0f}, same[3] = {5.0f, 5.0f, 5.0f};
+    float o[3];
+    CHECK_OK(dj_jnd_log_softmax(big, 1, 3, 3, o));
+    CHECK_CLOSE(o[0], -log(2.0), 1e-6, 0);
+    CHECK_CLOSE(o[1], -1000.0 - log(2.0), 1e-3, 0);
+    CHECK_OK(dj_jnd_log_softmax(same, 1, 3, 3, o));
+    for (int j = 0; j < 3; j++) CHECK_CLOSE(o[j], -log(3.0), 1e-6, 0);
+    /* non-finite logits: no confidence, log(1/classes) everywhere */
+    const float bad[3] = {1.0f, NAN, 2.0f}, inf[3] = {INFINITY, 0.0f, 0.0f};
+    CHECK_OK(dj_jnd_log_softmax(bad, 1, 3, 3, o));
+    for (int j = 0; j < 3; j++) CHECK_CLOSE(o[j], -log(3.0), 1e-6, 0);
+    CHECK_OK(dj_jnd_log_softmax(inf, 1, 3, 2, o));
+    for (int j = 0; j < 2; j++) CHECK_CLOSE(o[j], -log(3.0), 1e-6, 0);
+    /* bad arguments */
+    CHECK_FAILS(dj_jnd_log_softmax(z, 1, 1, 1, o), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_jnd_log_softmax(z, 1, 3, 4, o), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_jnd_log_softmax(z, 1, 3, -1, o), DJ_EINVAL, "bad arguments");
+    CHECK_FAILS(dj_jnd_log_softmax(NULL, 1, 3, 3, o), DJ_EINVAL, "bad arguments");
+    CHECK_OK(dj_jnd_log_softmax(z, 0, 3, 3, o));
+}
+
 int main(void) {
     dj_set_num_threads(2);
     RUN(test_against_softmax);
@@ -242,5 +285,6 @@ int main(void) {
     RUN(test_minimum_over_classifiers);
     RUN(test_from_graph);
     RUN(test_label_margin);
+    RUN(test_log_softmax);
     return check_report("test_jnd_margin");
 }

@@ -24,8 +24,9 @@
  *                   classifiers' labels a calibration (fitted once per codec
  *                   and model on training images) predicts the decoded image
  *                   keeps, from the classifiers' margins on x and on the JND
- *                   image x + e (which the JND generation computes anyway)
- *                   and the decoded image's distortion against b and c; no
+ *                   image x + e and their class probabilities on x (which
+ *                   the JND generation computes anyway) and the decoded
+ *                   image's distortion against b and c; no
  *                   classifier runs on a coded image. lambda(q) = 10^(-q/40)
  *                   per bpp;
  *   guard           per image the coarsest plain ladder quality whose
@@ -185,34 +186,44 @@ int dj_compress_classify(const dj_compress_machines *m, const uint8_t *rgb, int 
 /* --------------------------------------------------------- jnd-alloc */
 
 /* jnd-alloc's predictor: per classifier k, a logistic regression of "the
- * decoded image keeps k's label of x" on DJ_ALLOC_FEATURES features
- * (dj_compress_alloc_features). Distortion terms of the decoded image:
- * log(mse), log(cmse), over, log(bpp), where mse is the mean squared error
- * in levels (each log of the value + 1e-3; bpp's of max(bpp, 1e-3)), cmse
- * the same weighted per pixel by the JND's merged CAM c,
- * over the share of values with |decoded - x| > s*b_jnd and bpp the
- * header-free bits per pixel. The image's tolerance, from the JND
- * generation (dj_jnd_image_result): lm_k = log of classifier k's margin
- * p1 - p2 on x (clamped to [1e-4, 1]) and hm_k = its label's margin on the
- * JND image x_hat = x + e, in [-1, 1]. The features: 1, the four distortion
- * terms, lm_k, min_j lm_j, the four terms times lm_k, hm_k, min_j hm_j, the
- * four terms times hm_k. Why these: the labels that coding flips belong to
- * images near a decision boundary, whatever the distortion, and how much of
- * its margin an image keeps at its JND says how near (docs/compression.md,
- * "jnd-alloc"). */
-#define DJ_ALLOC_FEATURES 17
+ * decoded image keeps k's label of x" on dj_compress_alloc_count(C_k)
+ * features (dj_compress_alloc_features). Distortion terms of the decoded
+ * image: log(mse), log(cmse), over, log(bpp), where mse is the mean squared
+ * error in levels (each log of the value + 1e-3; bpp's of max(bpp, 1e-3)),
+ * cmse the same weighted per pixel by the JND's merged CAM c, over the
+ * share of values with |decoded - x| > s*b_jnd and bpp the header-free bits
+ * per pixel. The image's tolerance, from the JND generation
+ * (dj_jnd_image_result): lm_k = log of classifier k's margin p1 - p2 on x
+ * (clamped to [1e-4, 1]), hm_k = its label's margin on the JND image
+ * x_hat = x + e, in [-1, 1], and k's log-probabilities of x's classes.
+ * The features: 1, the four distortion terms, lm_k, min_j lm_j, the four
+ * terms times lm_k, hm_k, min_j hm_j, the four terms times hm_k (the first
+ * DJ_ALLOC_BASE_FEATURES); then, for a classifier of C_k <=
+ * DJ_JND_RESULT_CLASSES classes, max(log p_k(j | x), -12) for each class j,
+ * and log(mse) and log(bpp) times "k's label of x is j" for each j (3 C_k
+ * more). Why these: the labels that coding flips belong to images near a
+ * decision boundary, whatever the distortion, and how much of its margin
+ * an image keeps at its JND says how near; what the image is (its class
+ * and the classes it could be mistaken for) says how fast coarse coding
+ * pushes it across (docs/compression.md, "jnd-alloc"). */
+#define DJ_ALLOC_BASE_FEATURES 17
+#define DJ_ALLOC_MAX_FEATURES (DJ_ALLOC_BASE_FEATURES + 3 * DJ_JND_RESULT_CLASSES)
 #define DJ_ALLOC_DISTORTION 4 /* mse, cmse, over, bpp */
 
 struct dj_compress_calibration {
     int codec;                 /* DJ_CODEC_* it was fitted for             */
     int classifiers;           /* K, the generator's classifiers            */
     char tags[DJ_JND_MAX_CLASSIFIERS][80]; /* their tags, checked at use     */
+    int classes[DJ_JND_MAX_CLASSIFIERS];   /* C_k: k's class count, or 0 when
+                                  it has more than DJ_JND_RESULT_CLASSES (then
+                                  k's features are the base ones only)       */
     double strength;           /* s it was fitted with (over uses s*b)      */
     int images;                /* training images                           */
     long samples;              /* image x ladder quality pairs              */
     double kept;               /* share of labels the samples kept          */
     double loss[DJ_JND_MAX_CLASSIFIERS]; /* mean log loss after the fit     */
-    double w[DJ_JND_MAX_CLASSIFIERS][DJ_ALLOC_FEATURES];
+    double w[DJ_JND_MAX_CLASSIFIERS][DJ_ALLOC_MAX_FEATURES]; /* the first
+                                  dj_compress_alloc_count(classes[k]) used  */
 };
 
 /* The distortion terms of one decoded candidate of an h x w image: d[0]
@@ -220,14 +231,19 @@ struct dj_compress_calibration {
  * s*b, h*w*3 levels), d[3] bpp from payload bytes. */
 void dj_compress_alloc_distortion(const uint8_t *x, const uint8_t *decoded, const float *budget, const float *cam,
                                   int h, int w, size_t payload, double d[DJ_ALLOC_DISTORTION]);
-/* Classifier k's feature vector from the distortion terms and the image's
- * 2K margins: margins[0..K) on x (dj_jnd_image_result.margin), then
- * margins[K..2K) on x_hat (.hat_margin). */
-void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const float *margins, int K, int k,
-                                double phi[DJ_ALLOC_FEATURES]);
+/* C_k for a classifier of `classes` classes: classes when it is at most
+ * DJ_JND_RESULT_CLASSES (a result keeps them all), else 0. */
+int dj_compress_alloc_classes(int classes);
+/* The number of features of a classifier with C_k = classes. */
+int dj_compress_alloc_count(int classes);
+/* Classifier k's feature vector (dj_compress_alloc_count(C) values, C =
+ * dj_compress_alloc_classes(r->classes[k])) from the distortion terms and
+ * what the JND generation measured on the image (r; K classifiers). */
+void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const dj_jnd_image_result *r, int K, int k,
+                                double phi[DJ_ALLOC_MAX_FEATURES]);
 /* The predicted share of the K classifiers' labels kept (mean over k). */
 double dj_compress_alloc_predict(const dj_compress_calibration *cal, const double d[DJ_ALLOC_DISTORTION],
-                                 const float *margins);
+                                 const dj_jnd_image_result *r);
 /* The price of one bpp at grid quality q: 10^(-q/40) (q 100: 0.0032, the
  * finest; q 10: 0.56, the coarsest usable). */
 double dj_compress_alloc_lambda(int quality);
@@ -235,17 +251,17 @@ double dj_compress_alloc_lambda(int quality);
  * the cheaper. */
 int dj_compress_alloc_pick(const double *p, const double *bpp, int n, double lambda);
 
-/* Fit cal->w from n samples: d (n x DJ_ALLOC_DISTORTION), margins (n x 2K,
- * the sample's image's margins as dj_compress_alloc_features takes them),
- * kept (n x K, 1 when the decoded image kept k's label). L2-regularised
- * (1e-3) logistic regression by Newton's method, 50 steps; sets w,
- * classifiers, samples, kept and loss. DJ_EINVAL for n < 2
- * or a sample with non-finite terms. */
-int dj_compress_alloc_fit(long n, int K, const double *d, const float *margins, const uint8_t *kept,
-                          dj_compress_calibration *cal);
+/* Fit cal->w from n samples: d (n x DJ_ALLOC_DISTORTION), img (n pointers:
+ * the JND result of each sample's image; many samples share one), kept
+ * (n x K, 1 when the decoded image kept k's label). L2-regularised (1e-3)
+ * logistic regression by Newton's method, 50 steps; sets w, classifiers,
+ * classes (from img[0]), samples, kept and loss. DJ_EINVAL for n < 2, a
+ * sample with non-finite terms or images of different class counts. */
+int dj_compress_alloc_fit(long n, int K, const double *d, const dj_jnd_image_result *const *img,
+                          const uint8_t *kept, dj_compress_calibration *cal);
 
 /* A calibration as a JSON file (format "dmvjnd-alloc-calibration", version
- * 1; written atomically) and back. Reading checks every field: a missing
+ * 2; written atomically) and back. Reading checks every field: a missing
  * or wrong one is DJ_EFORMAT naming the file and the field. */
 int dj_compress_calibration_write(const dj_compress_calibration *cal, const char *path);
 int dj_compress_calibration_read(const char *path, dj_compress_calibration *cal);

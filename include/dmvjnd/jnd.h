@@ -125,6 +125,14 @@ int dj_jnd_margin_from_graph(const dj_graph *g, int n, float *margin, int first)
 int dj_jnd_label_margin(const float *logits, int n, int classes, const int32_t *labels, size_t stride,
                         float *margin);
 
+/* The log-softmax of n images' logits (classes each), the first `keep`
+ * classes of each kept: out[i * keep + j] = log p_j, computed in double
+ * from the largest logit, so it never overflows. Non-finite logits give
+ * every class log(1/classes) (no confidence at all). What the classifier
+ * thinks x is, beyond its label's margin (dj_jnd_image_result.log_prob).
+ * DJ_EINVAL for classes < 2 or keep outside 0..classes. */
+int dj_jnd_log_softmax(const float *logits, int n, int classes, int keep, float *out);
+
 /* ================================================================ 3. losses */
 
 /* The unit in which e is measured inside Loss2 and Loss3 (the paper does not

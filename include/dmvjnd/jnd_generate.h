@@ -53,6 +53,10 @@ const char *dj_jnd_generator_path(const dj_jnd_generator *g, int k);
 /* Image sides are padded up to a multiple of this. */
 int dj_jnd_generator_stride(const dj_jnd_generator *g);
 
+/* Classes whose log-probabilities a result keeps: the first this many
+ * (every class of a CIFAR-10 or any classifier of up to 16 classes). */
+#define DJ_JND_RESULT_CLASSES 16
+
 /* What generation measured on one image. */
 typedef struct dj_jnd_image_result {
     int32_t before[DJ_JND_MAX_CLASSIFIERS]; /* label of classifier k on x         */
@@ -65,6 +69,10 @@ typedef struct dj_jnd_image_result {
                                                of x on x_hat: p_label - max other
                                                p, in [-1, 1], negative when x_hat
                                                changed the label (dj_jnd_label_margin) */
+    int classes[DJ_JND_MAX_CLASSIFIERS]; /* classifier k's class count       */
+    float log_prob[DJ_JND_MAX_CLASSIFIERS][DJ_JND_RESULT_CLASSES]; /* classifier
+                             k's log-softmax on x, classes 0..min(classes[k],
+                             DJ_JND_RESULT_CLASSES)-1 (dj_jnd_log_softmax) */
     double psnr;          /* dB, 8-bit x vs x_hat (DJ_JND_PSNR_MAX when identical) */
     double mean_abs_e;    /* mean |255 e_pix| over pixels and channels (levels)   */
     double mean_abs_diff; /* mean |x_hat - x| of the stored bytes (levels)         */

@@ -11,7 +11,7 @@
 #include "dmvjnd/json.h"
 
 #define ALLOC_FORMAT "dmvjnd-alloc-calibration"
-#define ALLOC_VERSION 1
+#define ALLOC_VERSION 2
 #define FIT_STEPS 50
 #define FIT_L2 1e-3
 #define CAL_MAX_BYTES (1 << 20)
@@ -45,15 +45,23 @@ static double log_margin(float m) { return log(isfinite(m) ? fmin(fmax(m, 1e-4),
 /* A margin on x_hat, in [-1, 1]; non-finite is the most careful, -1. */
 static double hat_margin(float m) { return isfinite(m) ? fmin(fmax(m, -1.0), 1.0) : -1.0; }
 
-void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const float *margins, int K, int k,
-                                double phi[DJ_ALLOC_FEATURES]) {
+/* A log-probability, clamped to [-12, 0]: below e^-12 a class is not a
+ * contender, and the clamp keeps one odd logit from dominating the fit. */
+static double log_prob(float lp) { return isfinite(lp) ? fmin(fmax(lp, -12.0), 0.0) : -12.0; }
+
+int dj_compress_alloc_classes(int classes) { return classes >= 2 && classes <= DJ_JND_RESULT_CLASSES ? classes : 0; }
+
+int dj_compress_alloc_count(int classes) { return DJ_ALLOC_BASE_FEATURES + 3 * dj_compress_alloc_classes(classes); }
+
+void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const dj_jnd_image_result *r, int K, int k,
+                                double phi[DJ_ALLOC_MAX_FEATURES]) {
     const double f[DJ_ALLOC_DISTORTION] = {log(d[0] + 1e-3), log(d[1] + 1e-3), d[2], log(fmax(d[3], 1e-3))};
     double lmin = 0, hmin = 0;
     for (int j = 0; j < K; j++) {
-        lmin = j ? fmin(lmin, log_margin(margins[j])) : log_margin(margins[j]);
-        hmin = j ? fmin(hmin, hat_margin(margins[K + j])) : hat_margin(margins[K + j]);
+        lmin = j ? fmin(lmin, log_margin(r->margin[j])) : log_margin(r->margin[j]);
+        hmin = j ? fmin(hmin, hat_margin(r->hat_margin[j])) : hat_margin(r->hat_margin[j]);
     }
-    const double lk = log_margin(margins[k]), hk = hat_margin(margins[K + k]);
+    const double lk = log_margin(r->margin[k]), hk = hat_margin(r->hat_margin[k]);
     phi[0] = 1;
     for (int j = 0; j < DJ_ALLOC_DISTORTION; j++) phi[1 + j] = f[j];
     phi[5] = lk;
@@ -62,6 +70,14 @@ void dj_compress_alloc_features(const double d[DJ_ALLOC_DISTORTION], const float
     phi[11] = hk;
     phi[12] = hmin;
     for (int j = 0; j < DJ_ALLOC_DISTORTION; j++) phi[13 + j] = f[j] * hk;
+    const int C = dj_compress_alloc_classes(r->classes[k]), label = r->before[k];
+    double *cls = phi + DJ_ALLOC_BASE_FEATURES;
+    for (int j = 0; j < C; j++) {
+        const int is = j == label;
+        cls[j] = log_prob(r->log_prob[k][j]);
+        cls[C + j] = is ? f[0] : 0;
+        cls[2 * C + j] = is ? f[3] : 0;
+    }
 }
 
 static double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
@@ -73,11 +89,11 @@ static double dot(const double *a, const double *b, int n) {
 }
 
 double dj_compress_alloc_predict(const dj_compress_calibration *cal, const double d[DJ_ALLOC_DISTORTION],
-                                 const float *margins) {
-    double p = 0, phi[DJ_ALLOC_FEATURES];
+                                 const dj_jnd_image_result *r) {
+    double p = 0, phi[DJ_ALLOC_MAX_FEATURES];
     for (int k = 0; k < cal->classifiers; k++) {
-        dj_compress_alloc_features(d, margins, cal->classifiers, k, phi);
-        p += sigmoid(dot(cal->w[k], phi, DJ_ALLOC_FEATURES));
+        dj_compress_alloc_features(d, r, cal->classifiers, k, phi);
+        p += sigmoid(dot(cal->w[k], phi, dj_compress_alloc_count(cal->classes[k])));
     }
     return cal->classifiers ? p / cal->classifiers : 0;
 }
@@ -119,18 +135,61 @@ static int cholesky_solve(double *H, double *g, int n) {
     return DJ_OK;
 }
 
-int dj_compress_alloc_fit(long n, int K, const double *d, const float *margins, const uint8_t *kept,
-                          dj_compress_calibration *cal) {
-    enum { F = DJ_ALLOC_FEATURES };
-    if (!d || !margins || !kept || !cal || K < 1 || K > DJ_JND_MAX_CLASSIFIERS)
+/* Newton's method for classifier k's weights (F features of n samples in
+ * phi): the mean log loss + (l2/2)|w|^2 is convex, so it converges from 0
+ * in a few steps; FIT_STEPS leaves no doubt. */
+static int fit_one(long n, int F, const double *phi, const uint8_t *kept, int K, int k, double *wk, double *loss) {
+    double *g = malloc((size_t)F * sizeof *g), *H = malloc((size_t)F * F * sizeof *H);
+    int rc = g && H ? DJ_OK : dj_error(DJ_ENOMEM, "alloc fit: out of memory");
+    if (!rc) memset(wk, 0, (size_t)F * sizeof *wk);
+    for (int it = 0; !rc && it < FIT_STEPS; it++) {
+        memset(g, 0, (size_t)F * sizeof *g);
+        memset(H, 0, (size_t)F * F * sizeof *H);
+        for (long i = 0; i < n; i++) {
+            const double *x = phi + i * F, p = sigmoid(dot(wk, x, F)), r = p - (kept[i * K + k] != 0),
+                         v = p * (1 - p);
+            for (int a = 0; a < F; a++) {
+                if (x[a] == 0) continue; /* the class indicators are mostly 0 */
+                g[a] += r * x[a];
+                const double vx = v * x[a];
+                for (int b = 0; b <= a; b++) H[a * F + b] += vx * x[b];
+            }
+        }
+        for (int a = 0; a < F; a++) {
+            g[a] = g[a] / n + FIT_L2 * wk[a];
+            for (int b = 0; b <= a; b++) H[a * F + b] = H[b * F + a] = H[a * F + b] / n + (a == b ? FIT_L2 : 0);
+        }
+        if (cholesky_solve(H, g, F)) rc = dj_error(DJ_ENUMERIC, "alloc fit: classifier %d: singular Hessian", k);
+        for (int a = 0; !rc && a < F; a++) wk[a] -= g[a];
+    }
+    double l = 0;
+    for (long i = 0; !rc && i < n; i++) {
+        const double p = sigmoid(dot(wk, phi + i * F, F));
+        l -= log(fmax(kept[i * K + k] ? p : 1 - p, 1e-300));
+    }
+    *loss = l / n;
+    free(g);
+    free(H);
+    return rc;
+}
+
+int dj_compress_alloc_fit(long n, int K, const double *d, const dj_jnd_image_result *const *img,
+                          const uint8_t *kept, dj_compress_calibration *cal) {
+    if (!d || !img || !kept || !cal || K < 1 || K > DJ_JND_MAX_CLASSIFIERS)
         return dj_error(DJ_EINVAL, "alloc fit: bad arguments");
     if (n < 2) return dj_error(DJ_EINVAL, "alloc fit: %ld samples; at least 2 are needed", n);
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < n; i++) {
+        if (!img[i]) return dj_error(DJ_EINVAL, "alloc fit: sample %ld has no JND result", i);
+        for (int k = 0; k < K; k++)
+            if (img[i]->classes[k] != img[0]->classes[k])
+                return dj_error(DJ_EINVAL, "alloc fit: classifier %d has %d classes on sample %ld, %d on sample 0", k,
+                                img[i]->classes[k], i, img[0]->classes[k]);
         for (int j = 0; j < DJ_ALLOC_DISTORTION; j++)
             if (!isfinite(d[i * DJ_ALLOC_DISTORTION + j]) || d[i * DJ_ALLOC_DISTORTION + j] < 0)
                 return dj_error(DJ_EINVAL, "alloc fit: sample %ld has a bad distortion term %g", i,
                                 d[i * DJ_ALLOC_DISTORTION + j]);
-    double *phi = malloc((size_t)n * F * sizeof *phi);
+    }
+    double *phi = malloc((size_t)n * DJ_ALLOC_MAX_FEATURES * sizeof *phi);
     if (!phi) return dj_error(DJ_ENOMEM, "alloc fit: out of memory for %ld samples", n);
     long kept_n = 0;
     for (long i = 0; i < n * K; i++) kept_n += kept[i] != 0;
@@ -139,41 +198,34 @@ int dj_compress_alloc_fit(long n, int K, const double *d, const float *margins, 
     cal->kept = (double)kept_n / ((double)n * K);
     int rc = DJ_OK;
     for (int k = 0; !rc && k < K; k++) {
-        for (long i = 0; i < n; i++)
-            dj_compress_alloc_features(d + i * DJ_ALLOC_DISTORTION, margins + i * 2 * K, K, k, phi + i * F);
-        double *wk = cal->w[k];
-        memset(wk, 0, F * sizeof *wk);
-        /* Newton's method on the mean log loss + (l2/2)|w|^2: convex, so it
-         * converges from 0 in a few steps; 50 leaves no doubt. */
-        for (int it = 0; !rc && it < FIT_STEPS; it++) {
-            double g[F] = {0}, H[F * F] = {0};
-            for (long i = 0; i < n; i++) {
-                const double *x = phi + i * F, p = sigmoid(dot(wk, x, F)), r = p - (kept[i * K + k] != 0),
-                             v = p * (1 - p);
-                for (int a = 0; a < F; a++) {
-                    g[a] += r * x[a];
-                    for (int b = 0; b <= a; b++) H[a * F + b] += v * x[a] * x[b];
-                }
-            }
-            for (int a = 0; a < F; a++) {
-                g[a] = g[a] / n + FIT_L2 * wk[a];
-                for (int b = 0; b <= a; b++) H[a * F + b] = H[b * F + a] = H[a * F + b] / n + (a == b ? FIT_L2 : 0);
-            }
-            if (cholesky_solve(H, g, F)) rc = dj_error(DJ_ENUMERIC, "alloc fit: classifier %d: singular Hessian", k);
-            for (int a = 0; !rc && a < F; a++) wk[a] -= g[a];
+        cal->classes[k] = dj_compress_alloc_classes(img[0]->classes[k]);
+        const int F = dj_compress_alloc_count(cal->classes[k]);
+        double full[DJ_ALLOC_MAX_FEATURES];
+        for (long i = 0; i < n; i++) {
+            dj_compress_alloc_features(d + i * DJ_ALLOC_DISTORTION, img[i], K, k, full);
+            memcpy(phi + i * F, full, (size_t)F * sizeof *phi);
         }
-        double loss = 0;
-        for (long i = 0; !rc && i < n; i++) {
-            const double p = sigmoid(dot(wk, phi + i * F, F));
-            loss -= log(fmax(kept[i * K + k] ? p : 1 - p, 1e-300));
-        }
-        cal->loss[k] = loss / n;
+        rc = fit_one(n, F, phi, kept, K, k, cal->w[k], &cal->loss[k]);
     }
     free(phi);
     return rc;
 }
 
 /* ------------------------------------------------------------ the file */
+
+/* Feature f's name for a classifier with C_k = C, as the file lists them. */
+static void feature_name(int C, int f, char *out, size_t cap) {
+    static const char *base[DJ_ALLOC_BASE_FEATURES] = {
+        "1",      "log_mse",      "log_cmse",      "over",      "log_bpp",      "lm_k",
+        "lm_min", "log_mse*lm_k", "log_cmse*lm_k", "over*lm_k", "log_bpp*lm_k", "hm_k",
+        "hm_min", "log_mse*hm_k", "log_cmse*hm_k", "over*hm_k", "log_bpp*hm_k"};
+    if (f < DJ_ALLOC_BASE_FEATURES) snprintf(out, cap, "%s", base[f]);
+    else {
+        static const char *prefix[3] = {"log_p", "log_mse*label", "log_bpp*label"};
+        f -= DJ_ALLOC_BASE_FEATURES;
+        snprintf(out, cap, "%s%d", prefix[f / C], f % C);
+    }
+}
 
 int dj_compress_calibration_write(const dj_compress_calibration *cal, const char *path) {
     dj_jw w;
@@ -186,20 +238,19 @@ int dj_compress_calibration_write(const dj_compress_calibration *cal, const char
     dj_jw_key(&w, "images"), dj_jw_int(&w, cal->images);
     dj_jw_key(&w, "samples"), dj_jw_int(&w, cal->samples);
     dj_jw_key(&w, "kept"), dj_jw_double(&w, cal->kept);
-    dj_jw_key(&w, "features"), dj_jw_begin_array(&w);
-    static const char *names[DJ_ALLOC_FEATURES] = {
-        "1",           "log_mse", "log_cmse",      "over",           "log_bpp",   "lm_k",
-        "lm_min",      "log_mse*lm_k", "log_cmse*lm_k", "over*lm_k", "log_bpp*lm_k", "hm_k",
-        "hm_min",      "log_mse*hm_k", "log_cmse*hm_k", "over*hm_k", "log_bpp*hm_k"};
-    for (int f = 0; f < DJ_ALLOC_FEATURES; f++) dj_jw_string(&w, names[f]);
-    dj_jw_end_array(&w);
     dj_jw_key(&w, "classifiers"), dj_jw_begin_array(&w);
     for (int k = 0; k < cal->classifiers; k++) {
+        const int C = dj_compress_alloc_classes(cal->classes[k]), F = dj_compress_alloc_count(C);
+        char name[32];
         dj_jw_begin_object(&w);
         dj_jw_key(&w, "tag"), dj_jw_string(&w, cal->tags[k]);
+        dj_jw_key(&w, "classes"), dj_jw_int(&w, C);
         dj_jw_key(&w, "loss"), dj_jw_double(&w, cal->loss[k]);
+        dj_jw_key(&w, "features"), dj_jw_begin_array(&w);
+        for (int f = 0; f < F; f++) feature_name(C, f, name, sizeof name), dj_jw_string(&w, name);
+        dj_jw_end_array(&w);
         dj_jw_key(&w, "w"), dj_jw_begin_array(&w);
-        for (int f = 0; f < DJ_ALLOC_FEATURES; f++) dj_jw_double(&w, cal->w[k][f]);
+        for (int f = 0; f < F; f++) dj_jw_double(&w, cal->w[k][f]);
         dj_jw_end_array(&w);
         dj_jw_end_object(&w);
     }
@@ -239,7 +290,8 @@ static int read_tree(const char *path, const dj_json *root, dj_compress_calibrat
         rc = dj_error(DJ_EFORMAT, "%s: format \"%s\", not \"%s\"", path, s, ALLOC_FORMAT);
     if (!rc) rc = get_number(path, root, "version", 1, 1e9, &v);
     if (!rc && v != ALLOC_VERSION)
-        rc = dj_error(DJ_EFORMAT, "%s: version %g; this build reads version %d", path, v, ALLOC_VERSION);
+        rc = dj_error(DJ_EFORMAT, "%s: version %g; this build reads version %d (fit a new one with dmvjnd compress "
+                      "--calibrate)", path, v, ALLOC_VERSION);
     if (!rc) rc = get_string(path, root, "codec", &s);
     if (!rc && dj_compress_codec_parse(s, &cal->codec))
         rc = dj_error(DJ_EFORMAT, "%s: codec \"%s\" is neither jpeg nor webp", path, s);
@@ -247,9 +299,6 @@ static int read_tree(const char *path, const dj_json *root, dj_compress_calibrat
     if (!rc && !(rc = get_number(path, root, "images", 0, 2147483647.0, &v))) cal->images = (int)v;
     if (!rc && !(rc = get_number(path, root, "samples", 0, 9e15, &v))) cal->samples = (long)v;
     if (!rc) rc = get_number(path, root, "kept", 0, 1, &cal->kept);
-    const dj_json *fs = rc ? NULL : dj_json_get(root, "features");
-    if (!rc && (!fs || fs->type != DJ_JSON_ARRAY || fs->len != DJ_ALLOC_FEATURES))
-        rc = dj_error(DJ_EFORMAT, "%s: \"features\" must list %d names", path, DJ_ALLOC_FEATURES);
     const dj_json *cs = rc ? NULL : dj_json_get(root, "classifiers");
     if (!rc && (!cs || cs->type != DJ_JSON_ARRAY || cs->len < 1 || cs->len > DJ_JND_MAX_CLASSIFIERS))
         rc = dj_error(DJ_EFORMAT, "%s: \"classifiers\" must be an array of 1..%d objects", path,
@@ -266,10 +315,28 @@ static int read_tree(const char *path, const dj_json *root, dj_compress_calibrat
                               sizeof cal->tags[k] - 1);
             else snprintf(cal->tags[k], sizeof cal->tags[k], "%s", s);
         }
+        if (!rc && !(rc = get_number(path, c, "classes", 0, DJ_JND_RESULT_CLASSES, &v))) {
+            cal->classes[k] = (int)v;
+            if (v != cal->classes[k] || v == 1)
+                rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].classes must be 0 or a whole number in 2..%d", path,
+                              k, DJ_JND_RESULT_CLASSES);
+        }
         if (!rc) rc = get_number(path, c, "loss", 0, 1e300, &cal->loss[k]);
-        if (!rc && (!wv || wv->type != DJ_JSON_ARRAY || wv->len != DJ_ALLOC_FEATURES))
-            rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].w must hold %d numbers", path, k, DJ_ALLOC_FEATURES);
-        for (int f = 0; !rc && f < DJ_ALLOC_FEATURES; f++) {
+        const int F = rc ? 0 : dj_compress_alloc_count(cal->classes[k]);
+        /* the names are this build's features in this build's order, or the
+         * weights would be applied to the wrong terms */
+        const dj_json *fs = rc ? NULL : dj_json_get(c, "features");
+        if (!rc && (!fs || fs->type != DJ_JSON_ARRAY || (int)fs->len != F))
+            rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].features must list %d names", path, k, F);
+        for (int f = 0; !rc && f < F; f++) {
+            char name[32];
+            feature_name(cal->classes[k], f, name, sizeof name);
+            if (fs->items[f].type != DJ_JSON_STRING || strcmp(fs->items[f].string, name))
+                rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].features[%d] is not \"%s\"", path, k, f, name);
+        }
+        if (!rc && (!wv || wv->type != DJ_JSON_ARRAY || (int)wv->len != F))
+            rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].w must hold %d numbers", path, k, F);
+        for (int f = 0; !rc && f < F; f++) {
             const dj_json *x = &wv->items[f];
             if (x->type != DJ_JSON_NUMBER || !isfinite(x->number) || fabs(x->number) > 1e6)
                 rc = dj_error(DJ_EFORMAT, "%s: classifiers[%zu].w[%d] is not a finite weight", path, k, f);

@@ -39,8 +39,8 @@ typedef struct ctx {
     uint8_t *pass[DJ_BUDGET_KINDS];  /* [kind]: N*nl criterion results      */
     icache *cache;                   /* [image]                              */
     const dj_compress_method *guard; /* the method guard's candidates use    */
-    int alloc;                       /* jnd-alloc is measured: keep margins, c */
-    float *margin;                   /* N*2K0: margins on x, then on x_hat   */
+    int alloc;                       /* jnd-alloc is measured: keep res, c   */
+    dj_jnd_image_result *res;        /* [image]: what JND generation measured */
     float **cam;                     /* [image]: h*w merged CAM c            */
     double *alloc_p, *alloc_bpp;     /* N*nl: jnd-alloc's P and bpp per rung */
     dj_compress_progress_fn on_progress;
@@ -73,9 +73,9 @@ static int prepare(ctx *c, const int *need) {
     c->ref = malloc((size_t)(im->n > 0 ? im->n : 1) * c->K * sizeof *c->ref);
     if (!c->ref) return dj_error(DJ_ENOMEM, "compress: out of memory");
     if (c->alloc) {
-        c->margin = malloc((size_t)im->n * 2 * c->K0 * sizeof *c->margin);
+        c->res = malloc((size_t)(im->n > 0 ? im->n : 1) * sizeof *c->res);
         c->cam = calloc((size_t)im->n, sizeof *c->cam);
-        if (!c->margin || !c->cam) return dj_error(DJ_ENOMEM, "compress: out of memory");
+        if (!c->res || !c->cam) return dj_error(DJ_ENOMEM, "compress: out of memory");
     }
     for (int i0 = 0; !rc && i0 < im->n;) {
         int i1 = same_size_run(im, i0, c->cfg->batch), nb = i1 - i0;
@@ -83,19 +83,11 @@ static int prepare(ctx *c, const int *need) {
         const size_t per = (size_t)h * w * 3;
         uint8_t *x = malloc((size_t)nb * per);
         float *e = malloc((size_t)nb * per * sizeof *e), *cam = NULL;
-        dj_jnd_image_result *res = NULL;
-        if (c->alloc) {
-            cam = malloc((size_t)nb * h * w * sizeof *cam);
-            res = malloc((size_t)nb * sizeof *res);
-        }
-        if (!x || !e || (c->alloc && (!cam || !res))) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
+        if (c->alloc) cam = malloc((size_t)nb * h * w * sizeof *cam);
+        if (!x || !e || (c->alloc && !cam)) rc = dj_error(DJ_ENOMEM, "compress: out of memory");
         for (int i = i0; !rc && i < i1; i++) memcpy(x + (size_t)(i - i0) * per, im->rgb[i], per);
-        if (!rc) rc = dj_jnd_generator_run(c->mach->gen, x, nb, h, w, NULL, e, cam, res);
+        if (!rc) rc = dj_jnd_generator_run(c->mach->gen, x, nb, h, w, NULL, e, cam, c->alloc ? c->res + i0 : NULL);
         for (int i = i0; !rc && c->alloc && i < i1; i++) {
-            for (int k = 0; k < c->K0; k++) {
-                c->margin[(size_t)i * 2 * c->K0 + k] = res[i - i0].margin[k];
-                c->margin[(size_t)i * 2 * c->K0 + c->K0 + k] = res[i - i0].hat_margin[k];
-            }
             if (!(c->cam[i] = malloc((size_t)h * w * sizeof(float))))
                 rc = dj_error(DJ_ENOMEM, "compress: out of memory");
             else memcpy(c->cam[i], cam + (size_t)(i - i0) * h * w, (size_t)h * w * sizeof(float));
@@ -113,7 +105,6 @@ static int prepare(ctx *c, const int *need) {
         free(x);
         free(e);
         free(cam);
-        free(res);
         progress(c, "jnd", nb);
         i0 = i1;
     }
@@ -180,12 +171,16 @@ static int prepare_alloc(ctx *c) {
     c->alloc_bpp = malloc(N * nl * sizeof *c->alloc_bpp);
     double *d = malloc(nl * DJ_ALLOC_DISTORTION * sizeof *d);
     int rc = c->alloc_p && c->alloc_bpp && d ? DJ_OK : dj_error(DJ_ENOMEM, "compress: out of memory");
+    const dj_compress_calibration *cal = c->cfg->calibration;
+    for (int k = 0; !rc && im->n > 0 && k < cal->classifiers; k++)
+        if (dj_compress_alloc_classes(c->res[0].classes[k]) != cal->classes[k])
+            rc = dj_error(DJ_EINVAL, "jnd-alloc: the calibration's classifier %d has %d class features, the model's %d",
+                          k, cal->classes[k], dj_compress_alloc_classes(c->res[0].classes[k]));
     for (int i = 0; !rc && i < im->n; i++) {
         rc = alloc_rungs(c, i, d, NULL);
         for (size_t l = 0; !rc && l < nl; l++) {
             const double *dl = d + l * DJ_ALLOC_DISTORTION;
-            const float *margins = c->margin + (size_t)i * 2 * c->K0;
-            c->alloc_p[i * nl + l] = dj_compress_alloc_predict(c->cfg->calibration, dl, margins);
+            c->alloc_p[i * nl + l] = dj_compress_alloc_predict(cal, dl, &c->res[i]);
             c->alloc_bpp[i * nl + l] = dl[3];
         }
         if (!rc && ((i + 1) % 100 == 0 || i + 1 == im->n)) progress(c, "alloc", (i + 1) % 100 ? (i + 1) % 100 : 100);
@@ -368,7 +363,7 @@ static void ctx_free(ctx *c) {
         free(c->pass[k]);
     }
     free(c->ref);
-    free(c->margin);
+    free(c->res);
     for (int i = 0; c->cam && i < c->im->n; i++) free(c->cam[i]);
     free(c->cam);
     free(c->alloc_p);
@@ -529,11 +524,11 @@ int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machi
     c.nl = dj_compress_ladder(cfg, top, 2, c.ladder);
     const long S = (long)im->n * c.nl;
     double *d = malloc((size_t)S * DJ_ALLOC_DISTORTION * sizeof *d);
-    float *margin = malloc((size_t)S * 2 * c.K * sizeof *margin);
+    const dj_jnd_image_result **img = malloc((size_t)S * sizeof *img);
     uint8_t *kept = malloc((size_t)S * c.K);
     int need[DJ_BUDGET_KINDS] = {[DJ_BUDGET_JND] = 1};
     c.total = (long)im->n * (1 + c.nl);
-    if (!d || !margin || !kept) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory for %ld samples", S);
+    if (!d || !img || !kept) rc = dj_error(DJ_ENOMEM, "compress calibrate: out of memory for %ld samples", S);
     if (!rc) rc = prepare(&c, need);
     /* images of one size, cfg->batch decoded candidates per classifier call */
     const int per_call = cfg->batch / c.nl > 0 ? cfg->batch / c.nl : 1;
@@ -553,18 +548,15 @@ int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machi
         for (int i = i0; !rc && i < i1; i++)
             for (int l = 0; l < c.nl; l++) {
                 const size_t s = (size_t)i * c.nl + l, j = (size_t)(i - i0) * c.nl + l;
-                for (int k = 0; k < c.K; k++) {
-                    margin[s * 2 * c.K + k] = c.margin[(size_t)i * 2 * c.K + k];
-                    margin[s * 2 * c.K + c.K + k] = c.margin[(size_t)i * 2 * c.K + c.K + k];
-                    kept[s * c.K + k] = lab[j * c.K + k] == c.ref[(size_t)i * c.K + k];
-                }
+                img[s] = &c.res[i];
+                for (int k = 0; k < c.K; k++) kept[s * c.K + k] = lab[j * c.K + k] == c.ref[(size_t)i * c.K + k];
             }
         if (!rc) progress(&c, "calibrate", (long)nb * c.nl);
         i0 = i1;
     }
     free(dec);
     free(lab);
-    if (!rc) rc = dj_compress_alloc_fit(S, c.K, d, margin, kept, cal);
+    if (!rc) rc = dj_compress_alloc_fit(S, c.K, d, img, kept, cal);
     if (!rc) {
         cal->codec = cfg->codec;
         cal->strength = cfg->strength;
@@ -573,7 +565,7 @@ int dj_compress_calibrate(const dj_compress_config *cfg, const dj_compress_machi
             snprintf(cal->tags[k], sizeof cal->tags[k], "%s", dj_jnd_generator_tag(machines->gen, k));
     }
     free(d);
-    free(margin);
+    free(img);
     free(kept);
     ctx_free(&c);
     return rc;

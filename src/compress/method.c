@@ -21,7 +21,7 @@ static const dj_compress_method methods[] = {
     {"jnd-rate", DJ_BUDGET_JND, DJ_USE_RATE, "coarsest quality <= q meeting the criterion on s*b_jnd, + quant"},
     {"hvs-rate", DJ_BUDGET_HVS, DJ_USE_RATE, "the same on s*b_hvs"},
     {"flat-rate", DJ_BUDGET_FLAT, DJ_USE_RATE, "the same on the uniform budget"},
-    {"jnd-alloc", DJ_BUDGET_JND, DJ_USE_ALLOC, "per-image plain quality from the calibrated keep prediction (margins on x)"},
+    {"jnd-alloc", DJ_BUDGET_JND, DJ_USE_ALLOC, "per-image plain quality from the calibrated keep prediction (margins, class probabilities)"},
     {"guard", DJ_BUDGET_JND, DJ_USE_GUARD, "coarsest plain quality keeping the four classifiers' labels (known machines)"},
 };
 

@@ -33,6 +33,9 @@ struct dj_jnd_generator {
     dj_tensor x, xc;                     /* normalised padded images; E-D input   */
     float *maps[DJ_JND_MAX_CLASSIFIERS]; /* each classifier's CAM, batch*ph*pw   */
     float *c, *ep, *margin;              /* merged CAM; cropped e; margin input  */
+    float *log_probs;                    /* log-softmax on x, classifier-major,
+                                            batch*DJ_JND_RESULT_CLASSES each     */
+    int classes[DJ_JND_MAX_CLASSIFIERS]; /* each classifier's, from its logits   */
     float *margins, *hat_margins;        /* p1 - p2 on x; own label's on x_hat:
                                             classifier-major, count*batch each */
     uint8_t *xh;                         /* stored x + e                         */
@@ -60,11 +63,12 @@ static void drop_workspace(dj_jnd_generator *g) {
     free(g->margin);
     free(g->margins);
     free(g->hat_margins);
+    free(g->log_probs);
     free(g->xh);
     free(g->before);
     free(g->after);
     free(g->tmp);
-    g->c = g->ep = g->margin = g->margins = g->hat_margins = NULL;
+    g->c = g->ep = g->margin = g->margins = g->hat_margins = g->log_probs = NULL;
     g->xh = NULL;
     g->before = g->after = g->tmp = NULL;
     g->ws_batch = 0;
@@ -96,6 +100,7 @@ static int ensure_workspace(dj_jnd_generator *g) {
     ok &= (g->margin = malloc(B * sizeof *g->margin)) != NULL;
     ok &= (g->margins = malloc(B * K * sizeof *g->margins)) != NULL;
     ok &= (g->hat_margins = malloc(B * K * sizeof *g->hat_margins)) != NULL;
+    ok &= (g->log_probs = malloc(B * K * DJ_JND_RESULT_CLASSES * sizeof *g->log_probs)) != NULL;
     ok &= (g->xh = malloc(B * PHW * 3)) != NULL;
     ok &= (g->before = malloc(B * K * sizeof *g->before)) != NULL;
     ok &= (g->after = malloc(B * K * sizeof *g->after)) != NULL;
@@ -337,6 +342,24 @@ int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, 
     return classify_any(g, NULL, pix, n, h, w, labels, NULL, NULL);
 }
 
+/* Classifier k's log-softmax on the n images of its last forward (on x),
+ * the first DJ_JND_RESULT_CLASSES classes, and its class count. */
+static int keep_log_probs(dj_jnd_generator *g, int k, int n) {
+    const dj_graph *gr = g->cls[k].graph;
+    const dj_tensor *z = dj_graph_node_output(gr, dj_graph_output_node(gr));
+    if (!z || !z->data || z->n < n || z->h != 1 || z->w != 1)
+        return dj_error(DJ_EINTERNAL, "jnd generator: classifier %d kept no logits", k);
+    float *out = g->log_probs + (size_t)k * g->batch * DJ_JND_RESULT_CLASSES;
+    const int keep = z->c < DJ_JND_RESULT_CLASSES ? z->c : DJ_JND_RESULT_CLASSES;
+    memset(out, 0, (size_t)n * DJ_JND_RESULT_CLASSES * sizeof *out);
+    g->classes[k] = z->c;
+    for (int i = 0; i < n; i++) {
+        int rc = dj_jnd_log_softmax(z->data + (size_t)i * z->c, 1, z->c, keep, out + (size_t)i * DJ_JND_RESULT_CLASSES);
+        if (rc) return rc;
+    }
+    return DJ_OK;
+}
+
 /* PSNR, mean |e| and mean |x_hat - x| of one image of n bytes. */
 static void image_stats(const uint8_t *x, const uint8_t *xh, const float *e, size_t n, dj_jnd_image_result *r) {
     double se = 0, sd = 0;
@@ -369,6 +392,7 @@ static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w
         rc = dj_cam_compute(g->cls[k].graph, &x, g->maps[k], g->tmp, NULL);
         if (!rc && margin) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, margin, k == 0);
         if (!rc) rc = dj_jnd_margin_from_graph(g->cls[k].graph, n, g->margins + (size_t)k * g->batch, 1);
+        if (!rc) rc = keep_log_probs(g, k, n);
         for (int i = 0; !rc && i < n; i++) g->before[(size_t)i * K + k] = g->tmp[i];
     }
     if (!rc) rc = dj_cam_merge((const float *const *)g->maps, K, N * PHW, g->c);
@@ -410,6 +434,9 @@ static int run_pass(dj_jnd_generator *g, const uint8_t *rgb, int n, int h, int w
                 r->after[k] = g->after[(size_t)i * K + k];
                 r->margin[k] = g->margins[(size_t)k * g->batch + i];
                 r->hat_margin[k] = g->hat_margins[(size_t)k * g->batch + i];
+                r->classes[k] = g->classes[k];
+                memcpy(r->log_prob[k], g->log_probs + ((size_t)k * g->batch + i) * DJ_JND_RESULT_CLASSES,
+                       sizeof r->log_prob[k]);
                 r->kept += r->before[k] == r->after[k];
             }
         }

@@ -52,3 +52,22 @@ int dj_jnd_label_margin(const float *logits, int n, int classes, const int32_t *
     }
     return DJ_OK;
 }
+
+int dj_jnd_log_softmax(const float *logits, int n, int classes, int keep, float *out) {
+    if (!logits || !out || n < 0 || classes < 2 || keep < 0 || keep > classes)
+        return dj_error(DJ_EINVAL, "jnd log-softmax: bad arguments (%d images, %d classes, %d kept)", n, classes,
+                        keep);
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes;
+        int top = 0, finite = 1;
+        for (int j = 0; j < classes; j++) {
+            finite &= isfinite(z[j]) != 0;
+            if (z[j] > z[top]) top = j;
+        }
+        double sum = 0.0;
+        for (int j = 0; finite && j < classes; j++) sum += exp((double)z[j] - z[top]);
+        for (int j = 0; j < keep; j++)
+            out[(size_t)i * keep + j] = finite ? (float)((double)z[j] - z[top] - log(sum)) : (float)-log(classes);
+    }
+    return DJ_OK;
+}

@@ -7,8 +7,9 @@
  * The input is written to a file (under $TMPDIR, else /dev/shm, else /tmp)
  * and read. Properties: a failure leaves the struct zeroed and sets a
  * message naming the file; a success gives 1..DJ_JND_MAX_CLASSIFIERS
- * classifiers, a known codec, strength in (0, 1], kept in [0, 1], finite
- * weights within 1e6 and NUL-terminated tags, and writing what was read
+ * classifiers, a known codec, strength in (0, 1], kept in [0, 1], class
+ * counts 0 or 2..DJ_JND_RESULT_CLASSES, finite weights within 1e6 (zero
+ * past each classifier's feature count) and NUL-terminated tags, and writing what was read
  * and reading it back gives the same struct, field for field and bit for
  * bit.
  */
@@ -79,11 +80,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int k = 0; k < DJ_JND_MAX_CLASSIFIERS; k++) {
         REQUIRE(memchr(cal.tags[k], 0, sizeof cal.tags[k]) != NULL);
         REQUIRE(isfinite(cal.loss[k]) && cal.loss[k] >= 0);
-        for (int j = 0; j < DJ_ALLOC_FEATURES; j++) {
+        REQUIRE(cal.classes[k] == 0 || (cal.classes[k] >= 2 && cal.classes[k] <= DJ_JND_RESULT_CLASSES));
+        for (int j = 0; j < DJ_ALLOC_MAX_FEATURES; j++) {
             REQUIRE(isfinite(cal.w[k][j]) && fabs(cal.w[k][j]) <= 1e6);
-            if (k >= cal.classifiers) REQUIRE(cal.w[k][j] == 0);
+            if (k >= cal.classifiers || j >= dj_compress_alloc_count(cal.classes[k])) REQUIRE(cal.w[k][j] == 0);
         }
-        if (k >= cal.classifiers) REQUIRE(cal.tags[k][0] == 0 && cal.loss[k] == 0);
+        if (k >= cal.classifiers) REQUIRE(cal.tags[k][0] == 0 && cal.loss[k] == 0 && cal.classes[k] == 0);
     }
     /* write + read: the same struct */
     REQUIRE(dj_compress_calibration_write(&cal, out_path) == DJ_OK);
@@ -95,6 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     REQUIRE(!memcmp(&again.kept, &cal.kept, sizeof cal.kept));
     REQUIRE(!memcmp(again.tags, cal.tags, sizeof cal.tags));
     REQUIRE(!memcmp(again.loss, cal.loss, sizeof cal.loss));
+    REQUIRE(!memcmp(again.classes, cal.classes, sizeof cal.classes));
     REQUIRE(!memcmp(again.w, cal.w, sizeof cal.w));
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How far can per-image JPEG quality allocation go without checking the coded images with the
 classifiers? (docs/compression.md, "jnd-alloc: per-image allocation without the classifiers";
-`dmvjnd compress --methods jnd-alloc` is the built form, with the margins on x + e added.)
+`dmvjnd compress --methods jnd-alloc` is the built form of the last predictor below.)
 
     /usr/bin/python3 tools/torch/alloc_study.py [--model models/jnd_v1.0.safetensors]
         [--cifar data/cifar-10-batches-bin] [--train 3000] [--test 1000] [--cache DIR] [--threads 2]
@@ -24,10 +24,15 @@ images, evaluated on the test images:
   * margin + distortion: the same plus each classifier's margin p1 - p2 on x (from the forward
     pass on x that the JND generator makes anyway for the class activation maps), and its
     products with the distortion features;
-  * jnd-alloc's features: the same plus each classifier's margin of its label on the JND image
+  * + margins on x + e: the same plus each classifier's margin of its label on the JND image
     x + e (p_label - max other p, from the pass that labels x + e), for k and as the minimum,
-    and its products with the distortion features (include/dmvjnd/compress.h, "jnd-alloc").
-Also the Spearman correlation of the coarsest quality keeping all labels with per-image mean |e|,
+    and its products with the distortion features;
+  * jnd-alloc's features: the same plus what classifier k thinks x is: its log-probabilities of
+    the classes on x (clamped at -12) and log MSE and log bits times "k's label of x is class j"
+    (include/dmvjnd/compress.h, "jnd-alloc").
+Savings are printed at RCA 0.6, 0.7, 0.8, 0.9, 0.95 and 0.98: where along the curve each predictor
+saves. Then, per quality, how well two of the predictors tell which labels survive (the AUC of
+each classifier's predicted probability, mean over the classifiers). Also the Spearman correlation of the coarsest quality keeping all labels with per-image mean |e|,
 mean c and the smallest margin. Prints one line per predictor and a JSON line.
 """
 import argparse
@@ -117,6 +122,17 @@ def hat_margins(twin, u8):
     return np.concatenate(out)
 
 
+def log_probs(twin, u8):
+    """Each classifier's log-softmax on x (n, K, classes) and its label of x (n, K)."""
+    lp = []
+    with torch.no_grad():
+        for s in range(0, len(u8), 500):
+            x = twin.normalize(u8[s:s + 500].float() / 255.0)
+            lp.append(np.stack([torch.log_softmax(net(x), 1).numpy() for net in twin.nets], 1))
+    lp = np.concatenate(lp)
+    return lp, lp.argmax(-1)
+
+
 def load_or_build(twin, path, u8):
     if path and os.path.exists(path):
         d = dict(np.load(path))
@@ -124,12 +140,14 @@ def load_or_build(twin, path, u8):
         d = build(twin, u8)
     if "hat" not in d:  # caches written before the x + e margins were studied
         d["hat"] = hat_margins(twin, u8)
+    if "log_prob" not in d:  # caches written before the class features were studied
+        d["log_prob"], d["label"] = log_probs(twin, u8)
     if path:
         np.savez(path, **d)
     return d
 
 
-def features(d, with_margin, k, with_hat=False):
+def features(d, with_margin, k, with_hat=False, with_class=False):
     """Design matrix (n*L, f) for classifier k."""
     n, L = d["bits"].shape
     F = np.stack([np.log(d["mse"] + 1e-3), np.log(d["cmse"] + 1e-3), d["over"], np.log(d["bits"] / 1024)], -1)
@@ -142,6 +160,10 @@ def features(d, with_margin, k, with_hat=False):
         hm = np.clip(d["hat"], -1, 1)
         hk = np.repeat(hm[:, None, k:k + 1], L, 1)
         cols += [hk, np.repeat(hm.min(1)[:, None, None], L, 1), F * hk]
+    if with_class:
+        lp = np.maximum(d["log_prob"][:, k], -12)  # (n, classes)
+        onehot = np.eye(lp.shape[1])[d["label"][:, k]]
+        cols += [np.repeat(lp[:, None], L, 1), (F[:, :, [0, 3], None] * onehot[:, None, None, :]).reshape(n, L, -1)]
     return np.concatenate(cols, -1).reshape(n * L, -1)
 
 
@@ -156,14 +178,25 @@ def logistic(X, y, iters=50, l2=1e-3):
     return w
 
 
-def predicted(train, test, with_margin, with_hat=False):
+def predicted_each(train, test, *which):
+    """Each classifier's predicted probability of keeping its label, (n, L, K)."""
     K = train["kept"].shape[2]
     n, L = test["bits"].shape
-    P = np.zeros((n, L))
+    P = np.zeros((n, L, K))
     for k in range(K):
-        w = logistic(features(train, with_margin, k, with_hat), train["kept"][:, :, k].reshape(-1).astype(float))
-        P += (1 / (1 + np.exp(-features(test, with_margin, k, with_hat) @ w))).reshape(n, L) / K
+        w = logistic(features(train, *which[:1], k, *which[1:]), train["kept"][:, :, k].reshape(-1).astype(float))
+        P[:, :, k] = (1 / (1 + np.exp(-features(test, *which[:1], k, *which[1:]) @ w))).reshape(n, L)
     return P
+
+
+def predicted(train, test, *which):
+    return predicted_each(train, test, *which).mean(-1)
+
+
+def auc(score, kept):
+    """Area under the ROC curve of score for kept (ties by mean rank)."""
+    r, n1 = ranks(score), kept.sum()
+    return float((r[kept].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(kept) - n1)))
 
 
 def allocated(d, score):
@@ -212,13 +245,24 @@ def main():
     curves = {"oracle": allocated(test, test["kept"].mean(-1)),
               "distortion": allocated(test, predicted(train, test, False)),
               "margin+distortion": allocated(test, predicted(train, test, True)),
-              "jnd-alloc features": allocated(test, predicted(train, test, True, True))}
+              "+ margins on x + e": allocated(test, predicted(train, test, True, True)),
+              "jnd-alloc features": allocated(test, predicted(train, test, True, True, True))}
     out = {}
+    levels = [0.6, 0.7, 0.8, 0.9, 0.95, 0.98]  # where along the curve the saving is made
     for name, pts in curves.items():
-        out[name] = {"bd_rate": bd_rate(plain, pts), "saving_at_0.95": saving_at(plain, pts, 0.95),
-                     "saving_at_0.98": saving_at(plain, pts, 0.98)}
-        print("%-20s BD-rate %+.1f%%  saved at RCA 0.95 %+.1f%%  at 0.98 %+.1f%%" % (
-            name, 100 * out[name]["bd_rate"], 100 * out[name]["saving_at_0.95"], 100 * out[name]["saving_at_0.98"]))
+        out[name] = {"bd_rate": bd_rate(plain, pts)}
+        out[name].update({"saving_at_%g" % r: saving_at(plain, pts, r) for r in levels})
+        print("%-20s BD-rate %+.1f%%  saved at RCA %s" % (name, 100 * out[name]["bd_rate"], "  ".join(
+            "%g %+.1f%%" % (r, 100 * out[name]["saving_at_%g" % r]) for r in levels)))
+    # How well each predictor tells, at one quality, which labels survive: the AUC of classifier k's
+    # predicted probability for "k keeps its label" over the test images, mean over k.
+    each = {"margin+distortion": predicted_each(train, test, True),
+            "jnd-alloc features": predicted_each(train, test, True, True, True)}
+    K = test["kept"].shape[2]
+    aucs = {name: {q: float(np.mean([auc(P[:, l, k], test["kept"][:, l, k]) for k in range(K)]))
+                   for l, q in enumerate(LADDER) if q in (5, 10, 30, 50, 70, 85, 95, 100)} for name, P in each.items()}
+    for name, a_ in aucs.items():
+        print("AUC of %-18s %s" % (name, "  ".join("q%d %.3f" % qa for qa in a_.items())))
     # Does the shipped JND's per-image magnitude say which images tolerate coarse coding? The
     # coarsest ladder quality keeping all labels (101 when none does) against per-image features.
     keep_all = test["kept"].all(-1)
@@ -228,7 +272,8 @@ def main():
             "mean_cam": spearman(cam.mean((1, 2)), coarsest), "min_margin": spearman(margin.min(1), coarsest)}
     print("Spearman with the coarsest quality keeping all labels: mean |e| %+.2f, mean c %+.2f, "
           "smallest margin %+.2f" % (corr["mean_abs_e"], corr["mean_cam"], corr["min_margin"]))
-    print(json.dumps({"train": a.train, "test": a.test, "plain": plain, "summary": out, "spearman": corr}))
+    print(json.dumps({"train": a.train, "test": a.test, "plain": plain, "summary": out, "auc": aucs,
+                      "spearman": corr}))
 
 
 if __name__ == "__main__":
