@@ -29,9 +29,11 @@ images, evaluated on the test images:
     and its products with the distortion features;
   * jnd-alloc's features: the same plus what classifier k thinks x is: its log-probabilities of
     the classes on x (clamped at -12) and log MSE and log bits times "k's label of x is class j"
-    (include/dmvjnd/compress.h, "jnd-alloc").
+    (include/dmvjnd/compress.h, "jnd-alloc");
+  * ... without the JND: jnd-alloc's features less the two the DMV-JND gives (the margins on
+    x + e and the share of values past 255|e|): what the JND itself adds to the allocation.
 Savings are printed at RCA 0.6, 0.7, 0.8, 0.9, 0.95 and 0.98: where along the curve each predictor
-saves. Then, per quality, how well two of the predictors tell which labels survive (the AUC of
+saves. Then the share of labels kept at q30 and q70 by class, on the training images; per quality, how well two of the predictors tell which labels survive (the AUC of
 each classifier's predicted probability, mean over the classifiers). Also the Spearman correlation of the coarsest quality keeping all labels with per-image mean |e|,
 mean c and the smallest margin. Prints one line per predictor and a JSON line.
 """
@@ -147,10 +149,12 @@ def load_or_build(twin, path, u8):
     return d
 
 
-def features(d, with_margin, k, with_hat=False, with_class=False):
-    """Design matrix (n*L, f) for classifier k."""
+def features(d, with_margin, k, with_hat=False, with_class=False, with_jnd=True):
+    """Design matrix (n*L, f) for classifier k. with_jnd=False leaves out the share of values past
+    the DMV-JND budget (the margins on x + e, the JND's other term, go with with_hat)."""
     n, L = d["bits"].shape
-    F = np.stack([np.log(d["mse"] + 1e-3), np.log(d["cmse"] + 1e-3), d["over"], np.log(d["bits"] / 1024)], -1)
+    mse, bits = np.log(d["mse"] + 1e-3), np.log(d["bits"] / 1024)
+    F = np.stack([mse, np.log(d["cmse"] + 1e-3)] + ([d["over"]] if with_jnd else []) + [bits], -1)
     cols = [F, np.ones((n, L, 1))]
     if with_margin:
         lm = np.log(np.clip(d["margin"], 1e-4, 1))
@@ -163,7 +167,8 @@ def features(d, with_margin, k, with_hat=False, with_class=False):
     if with_class:
         lp = np.maximum(d["log_prob"][:, k], -12)  # (n, classes)
         onehot = np.eye(lp.shape[1])[d["label"][:, k]]
-        cols += [np.repeat(lp[:, None], L, 1), (F[:, :, [0, 3], None] * onehot[:, None, None, :]).reshape(n, L, -1)]
+        mb = np.stack([mse, bits], -1)
+        cols += [np.repeat(lp[:, None], L, 1), (mb[:, :, :, None] * onehot[:, None, None, :]).reshape(n, L, -1)]
     return np.concatenate(cols, -1).reshape(n * L, -1)
 
 
@@ -246,7 +251,8 @@ def main():
               "distortion": allocated(test, predicted(train, test, False)),
               "margin+distortion": allocated(test, predicted(train, test, True)),
               "+ margins on x + e": allocated(test, predicted(train, test, True, True)),
-              "jnd-alloc features": allocated(test, predicted(train, test, True, True, True))}
+              "jnd-alloc features": allocated(test, predicted(train, test, True, True, True)),
+              "... without the JND": allocated(test, predicted(train, test, True, False, True, False))}
     out = {}
     levels = [0.6, 0.7, 0.8, 0.9, 0.95, 0.98]  # where along the curve the saving is made
     for name, pts in curves.items():
@@ -254,6 +260,15 @@ def main():
         out[name].update({"saving_at_%g" % r: saving_at(plain, pts, r) for r in levels})
         print("%-20s BD-rate %+.1f%%  saved at RCA %s" % (name, 100 * out[name]["bd_rate"], "  ".join(
             "%g %+.1f%%" % (r, 100 * out[name]["saving_at_%g" % r]) for r in levels)))
+    # Do classes lose their labels at different qualities? Share of labels kept on the training
+    # images by the class of the label (each classifier's own), at q30 and q70.
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    by_class = {}
+    for c, name in enumerate(names):
+        mask = train["label"] == c  # (n, K)
+        by_class[name] = [float(train["kept"][:, LADDER.index(q)][mask].mean()) for q in (30, 70)]
+    print("labels kept at q30 / q70 by class (training images): " +
+          "  ".join("%s %.2f/%.2f" % (name, *v) for name, v in by_class.items()))
     # How well each predictor tells, at one quality, which labels survive: the AUC of classifier k's
     # predicted probability for "k keeps its label" over the test images, mean over k.
     each = {"margin+distortion": predicted_each(train, test, True),
@@ -273,6 +288,7 @@ def main():
     print("Spearman with the coarsest quality keeping all labels: mean |e| %+.2f, mean c %+.2f, "
           "smallest margin %+.2f" % (corr["mean_abs_e"], corr["mean_cam"], corr["min_margin"]))
     print(json.dumps({"train": a.train, "test": a.test, "plain": plain, "summary": out, "auc": aucs,
+                      "kept_by_class_q30_q70": by_class,
                       "spearman": corr}))
 
 
