@@ -288,6 +288,15 @@ static int check_images(const dj_jnd_generator *g, const void *rgb, int n, int h
     return DJ_OK;
 }
 
+/* Classifier k's logits of its last forward, checked to hold n images. */
+static int last_logits(const dj_jnd_generator *g, int k, int n, const dj_tensor **z) {
+    const dj_graph *gr = g->cls[k].graph;
+    *z = dj_graph_node_output(gr, dj_graph_output_node(gr));
+    if (!*z || !(*z)->data || (*z)->n < n || (*z)->h != 1 || (*z)->w != 1)
+        return dj_error(DJ_EINTERNAL, "jnd generator: classifier %d kept no logits", k);
+    return DJ_OK;
+}
+
 /* Labels of every classifier on the normalised padded batch x; with own
  * (x->n * count labels) also each classifier's margin of its label in own,
  * into hat (count * batch, classifier-major). */
@@ -298,10 +307,8 @@ static int classify_padded(dj_jnd_generator *g, const dj_tensor *x, int32_t *lab
         if (rc) return rc;
         for (int i = 0; i < x->n; i++) labels[(size_t)i * g->count + k] = g->tmp[i];
         if (own) {
-            const dj_graph *gr = g->cls[k].graph;
-            const dj_tensor *z = dj_graph_node_output(gr, dj_graph_output_node(gr));
-            if (!z || !z->data || z->n < x->n)
-                return dj_error(DJ_EINTERNAL, "jnd generator: classifier %d kept no logits", k);
+            const dj_tensor *z = NULL;
+            if ((rc = last_logits(g, k, x->n, &z))) return rc;
             rc = dj_jnd_label_margin(z->data, x->n, z->c, own + k, (size_t)g->count, hat + (size_t)k * g->batch);
             if (rc) return rc;
         }
@@ -345,19 +352,16 @@ int dj_jnd_generator_classify_f32(dj_jnd_generator *g, const float *pix, int n, 
 /* Classifier k's log-softmax on the n images of its last forward (on x),
  * the first DJ_JND_RESULT_CLASSES classes, and its class count. */
 static int keep_log_probs(dj_jnd_generator *g, int k, int n) {
-    const dj_graph *gr = g->cls[k].graph;
-    const dj_tensor *z = dj_graph_node_output(gr, dj_graph_output_node(gr));
-    if (!z || !z->data || z->n < n || z->h != 1 || z->w != 1)
-        return dj_error(DJ_EINTERNAL, "jnd generator: classifier %d kept no logits", k);
+    const dj_tensor *z = NULL;
+    int rc = last_logits(g, k, n, &z);
+    if (rc) return rc;
     float *out = g->log_probs + (size_t)k * g->batch * DJ_JND_RESULT_CLASSES;
     const int keep = z->c < DJ_JND_RESULT_CLASSES ? z->c : DJ_JND_RESULT_CLASSES;
     memset(out, 0, (size_t)n * DJ_JND_RESULT_CLASSES * sizeof *out);
     g->classes[k] = z->c;
-    for (int i = 0; i < n; i++) {
-        int rc = dj_jnd_log_softmax(z->data + (size_t)i * z->c, 1, z->c, keep, out + (size_t)i * DJ_JND_RESULT_CLASSES);
-        if (rc) return rc;
-    }
-    return DJ_OK;
+    for (int i = 0; !rc && i < n; i++)
+        rc = dj_jnd_log_softmax(z->data + (size_t)i * z->c, 1, z->c, keep, out + (size_t)i * DJ_JND_RESULT_CLASSES);
+    return rc;
 }
 
 /* PSNR, mean |e| and mean |x_hat - x| of one image of n bytes. */

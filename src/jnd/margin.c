@@ -4,15 +4,22 @@
 #include "dmvjnd/dmvjnd.h"
 #include "dmvjnd/jnd.h"
 
-/* p_y - max over j != y of p_j for the softmax of z, shifted by the largest
- * logit so nothing overflows; y < 0 means the largest (then it is p1 - p2).
- * NAN for non-finite logits. */
-static double softmax_gap(const float *z, int classes, int y) {
+/* The index of the largest logit, which every softmax here is shifted by
+ * so nothing overflows; -1 when a logit is not finite. */
+static int top_logit(const float *z, int classes) {
     int top = 0;
     for (int j = 0; j < classes; j++) {
-        if (!isfinite(z[j])) return NAN;
+        if (!isfinite(z[j])) return -1;
         if (z[j] > z[top]) top = j;
     }
+    return top;
+}
+
+/* p_y - max over j != y of p_j for the softmax of z; y < 0 means the
+ * largest (then it is p1 - p2). NAN for non-finite logits. */
+static double softmax_gap(const float *z, int classes, int y) {
+    const int top = top_logit(z, classes);
+    if (top < 0) return NAN;
     if (y < 0) y = top;
     double sum = 0.0, other = 0.0;
     for (int j = 0; j < classes; j++) {
@@ -59,15 +66,11 @@ int dj_jnd_log_softmax(const float *logits, int n, int classes, int keep, float 
                         keep);
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
-        int top = 0, finite = 1;
-        for (int j = 0; j < classes; j++) {
-            finite &= isfinite(z[j]) != 0;
-            if (z[j] > z[top]) top = j;
-        }
+        const int top = top_logit(z, classes);
         double sum = 0.0;
-        for (int j = 0; finite && j < classes; j++) sum += exp((double)z[j] - z[top]);
+        for (int j = 0; top >= 0 && j < classes; j++) sum += exp((double)z[j] - z[top]);
         for (int j = 0; j < keep; j++)
-            out[(size_t)i * keep + j] = finite ? (float)((double)z[j] - z[top] - log(sum)) : (float)-log(classes);
+            out[(size_t)i * keep + j] = top >= 0 ? (float)((double)z[j] - z[top] - log(sum)) : (float)-log(classes);
     }
     return DJ_OK;
 }
